@@ -1,0 +1,106 @@
+"""The `bitcheck` command line. Thin: it parses options, calls the library, renders the result.
+
+Output: data on stdout (valid JSON with --json), progress and diagnostics on stderr.
+Exit codes: 0 PASS, 1 FAIL, 2 usage error (one line on stderr, no traceback), 130 interrupted.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from bitcheck.config import PRESET_NOTES, PRESETS, ConfigError, preset_config
+from bitcheck.model import BitNet
+from bitcheck.rundir import RunDirError
+
+app = typer.Typer(
+    help="bitcheck: is my BitNet b1.58 infrastructure broken, is the model too small or undertrained, "
+         "or is generation broken? Trains tiny ternary models on tasks with known answers and checks them.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+
+
+def _fail_usage(message: str) -> None:
+    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def presets(json_out: JsonOpt = False) -> None:
+    """List the model presets with their exact parameter counts."""
+    rows = []
+    for name in PRESETS:
+        # presets that take the vocabulary from a tokenizer are counted with the arithmetic vocab
+        cfg = preset_config(name, vocab_size=None if PRESETS[name]["vocab_size"] else 21)
+        rows.append({"name": name, "params": BitNet(cfg).num_params(), "note": PRESET_NOTES[name],
+                     "vocab_from_tokenizer": PRESETS[name]["vocab_size"] is None, **cfg.to_dict()})
+    if json_out:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    from rich.table import Table
+    table = Table(title="presets (params counted; vocab 21 = arithmetic tokenizer where the preset takes it "
+                        "from the tokenizer)")
+    for col in ("name", "params", "vocab", "hidden", "layers", "heads", "kv heads", "ffn", "context", "note"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], f"{r['params']:,}", str(r["vocab_size"]), str(r["n_embd"]), str(r["n_layer"]),
+                      str(r["n_head"]), str(r["n_kv_head"]), str(r["ffn_hidden"]), str(r["block_size"]), r["note"])
+    Console().print(table)
+
+
+@app.command("quick-arith")
+def quick_arith(
+    preset: Annotated[Optional[str], typer.Option(help="Model preset (see `bitcheck presets`). "
+                                                  "Default: tiny on CPU, 5m on CUDA.")] = None,
+    minutes: Annotated[Optional[float], typer.Option(help="Wall-clock budget in minutes (default 15).")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Most training steps (default 3000).")] = None,
+    ops: Annotated[str, typer.Option(help="Operators to train on, from + - * / (/ is floor division).")] = "+-",
+    seed: Annotated[int, typer.Option(help="Seed for initialisation and training data.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    precision: Annotated[Optional[str], typer.Option(help="fp32, bf16 or fp16 (CUDA). "
+                                                     "Default: fp32 on CPU, bf16 on CUDA.")] = None,
+    compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the training "
+                                                    "forward. Default: on for CPU (1.8x faster after ~35 s).")] = None,
+    out: Annotated[str, typer.Option(help="Folder that receives the run directory.")] = "runs",
+    resume: Annotated[Optional[str], typer.Option(help="Continue the run in this run directory.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Train a tiny BitNet to do `25 + 17 = 42`, evaluate on held-out problems, give a verdict.
+
+    Stops as soon as + and - reach 90% exact-match on 500 held-out problems (PASS, exit 0);
+    running out of steps or minutes first is a FAIL (exit 1). Writes OUT/<run_id>/ with metrics,
+    samples, checkpoints and report.{json,md}. Ctrl-C saves a checkpoint and the report (exit 130).
+    """
+    from bitcheck.quick import QuickOptions, run_quick
+    from bitcheck.report import render_terminal
+
+    if steps is not None and steps <= 0:
+        _fail_usage(f"--steps must be positive, got {steps}")
+    if minutes is not None and minutes <= 0:
+        _fail_usage(f"--minutes must be positive, got {minutes}")
+    opts = QuickOptions(task="arith", preset=preset, steps=steps, minutes=minutes, seed=seed, device=device,
+                        out=out, ops=ops, precision=precision, compile=compile,
+                        progress=sys.stderr.isatty())
+    try:
+        report, code = run_quick(opts, resume=resume, command="quick-arith")
+    except (ConfigError, RunDirError) as e:
+        _fail_usage(str(e))
+        return
+    if json_out:
+        typer.echo(json.dumps(report, indent=2))
+        render_terminal(report, Console(stderr=True))
+    else:
+        render_terminal(report, Console())
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,208 @@
+"""The quick sanity runs: train a tiny BitNet on a synthetic task with a known right answer,
+evaluate it on held-out examples while it trains, stop as soon as the task passes, and write
+the run directory and report.
+
+    report, code = run_quick(QuickOptions(task="arith"))
+
+The CLI (`bitcheck quick-arith`) is a thin layer over `run_quick`; tests call either. Not covered:
+the probes of the Probes issue (the report's `probes` list is where they go).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from bitcheck.config import ConfigError, ModelConfig, TrainConfig, preset_config
+from bitcheck.model import BitNet
+from bitcheck.report import write_report
+from bitcheck.rundir import RunDir, RunDirError, append_jsonl, atomic_write_text, load_checkpoint
+from bitcheck.train import Trainer, resolve_device
+from bitcheck.verdict import task_verdict
+from synthetic.arithmetic import ArithmeticTask
+from synthetic.base import CharTokenizer, Example, Task
+
+PASS_ACCURACY = 0.90  # the Core issue's bar: + and - exact-match accuracy on the held-out set
+
+
+@dataclass
+class QuickOptions:
+    task: str = "arith"
+    preset: str | None = None  # None: measured default for the device (see default_recipe)
+    steps: int | None = None
+    minutes: float | None = None
+    seed: int = 0
+    device: str = "auto"
+    out: str = "runs"
+    ops: str = "+-"
+    precision: str | None = None
+    compile: bool | None = None
+    eval_every: int | None = None
+    progress: bool = True
+    overrides: dict = field(default_factory=dict)  # TrainConfig fields, for tests and experiments
+
+
+def default_recipe(device: torch.device) -> dict:
+    """The defaults that make quick-arith pass fast, chosen by measurement (README: "Choosing the
+    recipe"): answer-only loss on packed lines, 64 x 64 tokens, LR 3e-3, short warmup."""
+    cpu = device.type == "cpu"
+    return dict(
+        preset="tiny" if cpu else "5m",
+        train=dict(steps=3000, batch_size=64, seq_len=64, lr=3e-3, warmup_steps=100, schedule="cosine",
+                   precision="fp32" if cpu else "bf16", compile=cpu, eval_every=100, log_every=10),
+        minutes=15.0,
+        answer_only=True,
+    )
+
+
+def build_task(name: str, ops: str) -> Task:
+    if name == "arith":
+        try:
+            return ArithmeticTask(ops=ops)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+    raise ConfigError(f"unknown task {name!r}")
+
+
+def task_batches(task: Task, seed: int, batch_size: int, seq_len: int, answer_only: bool):
+    """(step, micro) -> (x, y) with y = -1 where no loss is taken; seeded by position only."""
+    def batches(step: int, micro: int):
+        rows, masks = [], []
+        for r in range(batch_size):
+            ids, mask = task.training_sequence(seed, (step * 1_000 + micro) * 100_000 + r, seq_len + 1, answer_only)
+            rows.append(ids)
+            masks.append(mask)
+        ids = torch.tensor(rows, dtype=torch.long)  # (B, T+1)
+        mask = torch.tensor(masks, dtype=torch.bool)
+        x, y = ids[:, :-1], ids[:, 1:].clone()  # (B, T) each: y is x shifted by one
+        y[~mask[:, 1:]] = -1
+        return x, y
+    return batches
+
+
+@torch.no_grad()
+def complete(model: BitNet, tokenizer: CharTokenizer, prompts: list[str], max_new_tokens: int,
+             stop: str = "\n") -> list[str]:
+    """Greedy completions, batched by prompt length (no padding, so no mask subtleties)."""
+    device = next(model.parameters()).device
+    out: list[str | None] = [None] * len(prompts)
+    by_len: dict[int, list[int]] = {}
+    encoded = [[tokenizer.bos_id] + tokenizer.encode(p) for p in prompts]
+    for i, ids in enumerate(encoded):
+        by_len.setdefault(len(ids), []).append(i)
+    for length, members in by_len.items():
+        idx = torch.tensor([encoded[i] for i in members], dtype=torch.long, device=device)  # (b, length)
+        gen = model.generate(idx, max_new_tokens, temperature=0.0)[:, length:].tolist()
+        for i, ids in zip(members, gen):
+            text = tokenizer.decode(ids)
+            out[i] = text.split(stop)[0] if stop in text else text
+    return out  # type: ignore[return-value]
+
+
+def make_evaluator(task: Task, run: RunDir, gate_groups: tuple[str, ...], max_new_tokens: int = 8):
+    examples: list[Example] = task.held_out()
+
+    def evaluate(model: BitNet, step: int) -> dict:
+        completions = complete(model, task.tokenizer, [e.prompt for e in examples], max_new_tokens, task.stop_text)
+        score = task.score(examples, completions)
+        for ex, got in list(zip(examples, completions))[:3]:
+            append_jsonl(run.samples, {"step": step, "prompt": ex.prompt, "generated_text": got,
+                                       "expected": ex.answer.strip()})
+        passed = all(score["per_group"].get(g, 0.0) >= PASS_ACCURACY for g in gate_groups)
+        return {"score": score, "passed": passed, "stop": passed}
+    return evaluate
+
+
+def _setup(opts: QuickOptions, resume: str | None):
+    """Configs, run directory and model for a new run, or those of the run being resumed."""
+    if resume:
+        run = RunDir.existing(resume)
+        ckpt = load_checkpoint(run.latest_checkpoint())
+        try:
+            mcfg = ModelConfig.from_dict(json.loads(ckpt["model_config"]))
+            tcfg = TrainConfig.from_dict(json.loads(ckpt["train_config"]))
+            task_meta = json.loads(ckpt.get("task", "{}"))
+        except (ValueError, TypeError, KeyError) as e:
+            raise RunDirError(f"{resume}: checkpoint metadata is unreadable ({e})") from None
+        if task_meta.get("name") != opts.task:
+            raise RunDirError(f"{resume} is a {task_meta.get('name', 'unknown')!r} run, not {opts.task!r}")
+        if opts.steps is not None:
+            tcfg.steps = opts.steps  # extend (or shorten) the schedule horizon
+        if opts.minutes is not None:
+            tcfg.max_minutes = opts.minutes
+        task = build_task(opts.task, task_meta["ops"])
+        answer_only = task_meta.get("answer_only", True)
+        return run, mcfg, tcfg, task, answer_only, ckpt
+    device = resolve_device(opts.device)
+    recipe = default_recipe(device)
+    task = build_task(opts.task, opts.ops)
+    mcfg = preset_config(opts.preset or recipe["preset"], vocab_size=task.tokenizer.vocab_size)
+    tdict = dict(recipe["train"], seed=opts.seed, device=opts.device,
+                 max_minutes=opts.minutes if opts.minutes is not None else recipe["minutes"])
+    if opts.steps is not None:
+        tdict["steps"] = opts.steps
+    for key in ("precision", "compile", "eval_every"):
+        if getattr(opts, key) is not None:
+            tdict[key] = getattr(opts, key)
+    tdict.update(opts.overrides)
+    answer_only = tdict.pop("answer_only", recipe["answer_only"])
+    tcfg = TrainConfig(**tdict)
+    if tcfg.seq_len > mcfg.block_size:
+        raise ConfigError(f"seq_len {tcfg.seq_len} exceeds the preset's context of {mcfg.block_size}")
+    run = RunDir.create(opts.out, f"{task.name}-s{opts.seed}")
+    return run, mcfg, tcfg, task, answer_only, None
+
+
+def run_quick(opts: QuickOptions, resume: str | None = None, command: str = "quick-arith") -> tuple[dict, int]:
+    """Train, evaluate, write the run directory and report. Returns (report, exit code)."""
+    run, mcfg, tcfg, task, answer_only, ckpt = _setup(opts, resume)
+    torch.manual_seed(tcfg.seed)
+    model = BitNet(mcfg)
+    task_meta = {"name": opts.task, "ops": "".join("/" if o == "//" else o for o in getattr(task, "ops", ())),
+                 "answer_only": answer_only}
+    meta = {"model_config": json.dumps(mcfg.to_dict()), "tokenizer": task.tokenizer.to_json(),
+            "task": json.dumps(task_meta)}
+    batches = task_batches(task, tcfg.seed, tcfg.batch_size, tcfg.seq_len, answer_only)
+    trainer = Trainer(model, tcfg, batches, run, meta, progress=opts.progress)
+    if ckpt is not None:
+        trainer.load_state(ckpt)
+    atomic_write_text(run.config, json.dumps({"command": command, "model": mcfg.to_dict(),
+                                              "train": tcfg.to_dict(), "task": task_meta,
+                                              "tokenizer": task.tokenizer.to_dict()}, indent=2))
+    gate = task.pass_groups() if hasattr(task, "pass_groups") else ()
+    result = trainer.run(evaluate=make_evaluator(task, run, gate))
+    scalars = run.read_jsonl(run.metrics)
+    metrics = {
+        "task": opts.task, "preset": opts.preset, "params": model.num_params(),
+        "vocab_size": mcfg.vocab_size, "ln_vocab": math.log(mcfg.vocab_size),
+        "loss_at_init": scalars[0]["loss"] if scalars else None,
+        "final_loss": scalars[-1]["loss"] if scalars else None,
+        "steps": result.step, "steps_planned": tcfg.steps, "stopped": result.stopped,
+        "elapsed_s": round(result.elapsed_s, 2), "device": str(trainer.device), "precision": tcfg.precision,
+        "tokens_per_s": _median([r["tokens_per_s"] for r in scalars if "tokens_per_s" in r]),
+        "accuracy": result.last_eval.get("score", {}).get("per_group", {}),
+        "pass_groups": list(gate), "pass_accuracy": PASS_ACCURACY,
+        "failures": result.last_eval.get("score", {}).get("failures", []),
+        "checkpoint": result.checkpoint,
+    }
+    metrics["preset"] = opts.preset or _preset_name(mcfg)
+    verdict = task_verdict(metrics, result.last_eval.get("passed", False), str(run.path))
+    report = {"command": command, "verdict": verdict, "metrics": metrics, "probes": [], "run_dir": str(run.path)}
+    write_report(run, report)
+    code = 0 if verdict["status"] == "PASS" else (130 if result.stopped == "interrupted" else 1)
+    return report, code
+
+
+def _median(xs: list[float]) -> float | None:
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if xs else None
+
+
+def _preset_name(cfg: ModelConfig) -> str:
+    from bitcheck.config import PRESETS
+    for name, p in PRESETS.items():
+        if all(getattr(cfg, k) == v for k, v in p.items() if v is not None):
+            return name
+    return "custom"

@@ -1,0 +1,133 @@
+"""The run directory and checkpoints.
+
+    runs/<run_id>/config.json                      model, training and task configs
+    runs/<run_id>/metrics/scalars.jsonl            step, loss, lr, weight_decay, grad_norm, tokens_per_s, elapsed_s
+    runs/<run_id>/metrics/evals.jsonl              periodic task evaluations
+    runs/<run_id>/samples/samples.jsonl            step, prompt, generated_text
+    runs/<run_id>/checkpoints/step_<N>/checkpoint.pt
+    runs/<run_id>/report.json, report.md, loss_curve.png
+
+A checkpoint holds tensors (model, optimizer, grad scaler, RNG states) plus the configs and the
+tokenizer as readable JSON strings, so `torch.load(..., weights_only=True)` can open it safely.
+Writes go to a temporary file first and are renamed into place: an interrupted save never
+leaves a half-written checkpoint where a resume would find it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import torch
+
+CHECKPOINT_KEYS = ("model_state_dict", "optimizer_state_dict", "step", "model_config", "train_config")
+
+
+class RunDirError(ValueError):
+    """A run directory or checkpoint the user pointed at cannot be used: reported as one line."""
+
+
+class RunDir:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.metrics = self.path / "metrics" / "scalars.jsonl"
+        self.evals = self.path / "metrics" / "evals.jsonl"
+        self.samples = self.path / "samples" / "samples.jsonl"
+        self.checkpoints = self.path / "checkpoints"
+        self.config = self.path / "config.json"
+        self.report_json = self.path / "report.json"
+        self.report_md = self.path / "report.md"
+        self.loss_png = self.path / "loss_curve.png"
+
+    @classmethod
+    def create(cls, root: str | Path, prefix: str) -> "RunDir":
+        """A new, empty run directory under root; never reuses an existing one."""
+        root = Path(root)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            probe = root / f".bitcheck-write-test-{os.getpid()}"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as e:
+            raise RunDirError(f"cannot write to output directory {root}: {e.strerror or e}") from None
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for n in range(1000):
+            path = root / (f"{prefix}-{stamp}" + (f"-{n}" if n else ""))
+            try:
+                path.mkdir()
+            except FileExistsError:
+                continue
+            run = cls(path)
+            for sub in (run.metrics.parent, run.samples.parent, run.checkpoints):
+                sub.mkdir(parents=True, exist_ok=True)
+            return run
+        raise RunDirError(f"could not find a free run directory name under {root}")
+
+    @classmethod
+    def existing(cls, path: str | Path) -> "RunDir":
+        path = Path(path)
+        if not path.is_dir():
+            raise RunDirError(f"{path} is not a run directory (no such directory)")
+        run = cls(path)
+        if not run.checkpoints.is_dir():
+            raise RunDirError(f"{path} is not a run directory (no checkpoints/ folder)")
+        return run
+
+    def latest_checkpoint(self) -> Path:
+        found = []
+        for d in self.checkpoints.glob("step_*"):
+            m = re.fullmatch(r"step_(\d+)", d.name)
+            if m and (d / "checkpoint.pt").is_file():
+                found.append((int(m.group(1)), d / "checkpoint.pt"))
+        if not found:
+            raise RunDirError(f"{self.path} has no checkpoint to resume from")
+        return max(found)[1]
+
+    def read_jsonl(self, path: Path) -> list[dict]:
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def truncate_after(self, path: Path, step: int) -> None:
+        """Drop records logged after `step`: a resumed run re-does those steps."""
+        if path.exists():
+            keep = [r for r in self.read_jsonl(path) if r.get("step", 0) <= step]
+            atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def save_checkpoint(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """Open one of our checkpoints; any other file is a RunDirError naming what is wrong."""
+    path = Path(path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise RunDirError(f"{path}: no such file") from None
+    except Exception as e:  # torch raises many types for truncated / foreign files
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise RunDirError(f"{path} is not a readable bitcheck checkpoint ({first[:160]})") from None
+    if not isinstance(ckpt, dict):
+        raise RunDirError(f"{path} is not a bitcheck checkpoint (holds a {type(ckpt).__name__}, not a dict)")
+    missing = [k for k in CHECKPOINT_KEYS if k not in ckpt]
+    if missing:
+        raise RunDirError(f"{path} is not a bitcheck checkpoint (missing {', '.join(missing)})")
+    return ckpt

@@ -1,0 +1,247 @@
+"""The training engine: AdamW, the BitNet two-stage schedule (or cosine), mixed precision,
+optional torch.compile, gradient accumulation, clipping, checkpoints, exact resume, Ctrl-C safety.
+
+    trainer = Trainer(model, train_cfg, batches, run, meta)
+    result = trainer.run(evaluate=lambda model, step: {...})
+
+`batches(step, micro)` returns the (x, y) tensors of one micro-batch; it must depend only on its
+arguments (the synthetic tasks seed by step), which is what makes `k steps + resume + (N-k) steps`
+equal `N steps` on CPU fp32. Not covered: distributed training (the TinyStories issue adds it).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from bitcheck.config import ConfigError, TrainConfig
+from bitcheck.rundir import RunDir, append_jsonl, save_checkpoint
+
+Batches = Callable[[int, int], tuple[torch.Tensor, torch.Tensor]]
+Evaluate = Callable[[nn.Module, int], dict]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("device cuda was asked for but no CUDA GPU is available; use --device cpu")
+    if name not in ("cpu",) and not name.startswith("cuda"):
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu or cuda")
+    return torch.device(name)
+
+
+def schedule(step: int, cfg: TrainConfig) -> tuple[float, float]:
+    """(learning rate, weight decay) for the update with 0-based index `step`.
+
+    Linear warmup, then either the BitNet b1.58 two-stage schedule (stage 1: lr -> second peak
+    with weight decay; stage 2 from 50% of training: second peak -> final lr, weight decay 0)
+    or cosine to final lr with constant weight decay."""
+    peak, final = cfg.lr, cfg.lr * cfg.final_lr_ratio
+    if step < cfg.warmup_steps:
+        lr = peak * (step + 1) / cfg.warmup_steps
+        return lr, cfg.weight_decay
+    if cfg.schedule == "cosine":
+        progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        progress = min(progress, 1.0)
+        return final + (peak - final) * 0.5 * (1 + math.cos(math.pi * progress)), cfg.weight_decay
+    mid = cfg.steps // 2
+    second = peak * cfg.second_peak_ratio
+    if step < mid:
+        progress = (step - cfg.warmup_steps) / max(1, mid - cfg.warmup_steps)
+        return peak + (second - peak) * progress, cfg.weight_decay
+    progress = min((step - mid) / max(1, cfg.steps - mid), 1.0)
+    return second + (final - second) * progress, 0.0
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig, fused: bool = False) -> torch.optim.AdamW:
+    """AdamW; matrices decay, norms and embeddings do not (group 0 decays, group 1 never does)."""
+    embed_ids = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.dim() >= 2 and id(p) not in embed_ids else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused or None)
+
+
+@dataclass
+class TrainResult:
+    step: int  # optimizer steps completed
+    stopped: str  # "steps" | "time" | "early" (evaluate asked to stop) | "interrupted" | "nonfinite"
+    elapsed_s: float
+    last_eval: dict = field(default_factory=dict)
+    checkpoint: str | None = None
+
+
+class Trainer:
+    def __init__(self, model: nn.Module, cfg: TrainConfig, batches: Batches, run: RunDir,
+                 meta: dict, progress: bool = True):
+        """meta: readable JSON-able dict saved in every checkpoint (model_config, tokenizer, task)."""
+        self.cfg, self.batches, self.run_dir, self.meta = cfg, batches, run, meta
+        self.device = resolve_device(cfg.device)
+        if cfg.precision == "fp16" and self.device.type != "cuda":
+            raise ConfigError("fp16 needs CUDA (its grad scaler is CUDA-only here); use bf16 or fp32 on CPU")
+        self.model = model.to(self.device)
+        self.optimizer = build_optimizer(self.model, cfg, fused=self.device.type == "cuda")
+        self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16")
+        self.step = 0
+        self.elapsed_prev = 0.0  # seconds spent before a resume
+        self.progress = progress
+        self._forward = torch.compile(self.model) if cfg.compile else self.model
+
+    # ---- checkpoints -------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {
+            "model_state_dict": self.model.state_dict(),
+            "optimizer_state_dict": self.optimizer.state_dict(),
+            "scaler_state_dict": self.scaler.state_dict(),
+            "step": self.step,
+            "schedule": {"step": self.step, "elapsed_s": self.elapsed_prev},
+            "rng": {"torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+            "train_config": json.dumps(self.cfg.to_dict()),
+            **self.meta,
+        }
+
+    def save(self) -> str:
+        path = self.run_dir.checkpoints / f"step_{self.step}" / "checkpoint.pt"
+        save_checkpoint(path, self.state())
+        return str(path)
+
+    def load_state(self, ckpt: dict) -> None:
+        self.model.load_state_dict(ckpt["model_state_dict"])
+        self.optimizer.load_state_dict(ckpt["optimizer_state_dict"])
+        if "scaler_state_dict" in ckpt and ckpt["scaler_state_dict"]:
+            self.scaler.load_state_dict(ckpt["scaler_state_dict"])
+        self.step = int(ckpt["step"])
+        self.elapsed_prev = float(ckpt.get("schedule", {}).get("elapsed_s", 0.0))
+        rng = ckpt.get("rng", {})
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+        if rng.get("cuda") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        for path in (self.run_dir.metrics, self.run_dir.evals, self.run_dir.samples):
+            self.run_dir.truncate_after(path, self.step)
+
+    # ---- the loop ----------------------------------------------------------------------------
+    def _autocast(self):
+        if self.cfg.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.cfg.precision == "bf16" else torch.float16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def train_step(self) -> dict:
+        cfg = self.cfg
+        lr, wd = schedule(self.step, cfg)
+        self.optimizer.param_groups[0]["lr"] = lr
+        self.optimizer.param_groups[0]["weight_decay"] = wd
+        self.optimizer.param_groups[1]["lr"] = lr
+        self.model.train()
+        total, tokens = 0.0, 0
+        for micro in range(cfg.grad_accum):
+            x, y = self.batches(self.step, micro)
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            with self._autocast():
+                _, loss = self._forward(x, y)
+            self.scaler.scale(loss / cfg.grad_accum).backward()
+            total += loss.item() / cfg.grad_accum
+            tokens += x.numel()
+        self.scaler.unscale_(self.optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip).item()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return {"loss": total, "lr": lr, "weight_decay": wd, "grad_norm": grad_norm, "tokens": tokens}
+
+    def run(self, evaluate: Evaluate | None = None) -> TrainResult:
+        cfg = self.cfg
+        start = time.perf_counter()
+        budget = cfg.max_minutes * 60 if cfg.max_minutes else None
+        last_eval: dict = {}
+        stopped = "steps"
+        window_t, window_tokens = time.perf_counter(), 0
+        progress = _Progress(cfg.steps, self.step, enabled=self.progress)
+        try:
+            with progress:
+                while self.step < cfg.steps:
+                    rec = self.train_step()
+                    window_tokens += rec.pop("tokens")
+                    elapsed = self.elapsed_prev + time.perf_counter() - start
+                    if not math.isfinite(rec["loss"]):
+                        append_jsonl(self.run_dir.metrics, {"step": self.step, **rec, "elapsed_s": elapsed})
+                        stopped = "nonfinite"
+                        break
+                    if self.step == 1 or self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                        now = time.perf_counter()
+                        tps = window_tokens / max(now - window_t, 1e-9)
+                        window_t, window_tokens = now, 0
+                        append_jsonl(self.run_dir.metrics, {"step": self.step, **rec, "tokens_per_s": tps,
+                                                            "elapsed_s": elapsed})
+                        progress.update(self.step, rec["loss"], tps)
+                    if cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
+                        self.save()
+                    if evaluate and cfg.eval_every and self.step % cfg.eval_every == 0:
+                        last_eval = self._evaluate(evaluate, elapsed)
+                        if last_eval.get("stop"):
+                            stopped = "early"
+                            break
+                    if budget is not None and elapsed >= budget:
+                        stopped = "time"
+                        break
+        except KeyboardInterrupt:
+            stopped = "interrupted"
+        self.elapsed_prev += time.perf_counter() - start
+        ckpt = self.save()
+        if evaluate and stopped != "early" and last_eval.get("step") != self.step:
+            # the final state is always evaluated, also after Ctrl-C: the report says what ran
+            try:
+                last_eval = self._evaluate(evaluate, self.elapsed_prev)
+            except KeyboardInterrupt:
+                stopped = "interrupted"
+        return TrainResult(self.step, stopped, self.elapsed_prev, last_eval, ckpt)
+
+    def _evaluate(self, evaluate: Evaluate, elapsed: float) -> dict:
+        self.model.eval()
+        result = evaluate(self.model, self.step)
+        self.model.train()
+        result = {"step": self.step, "elapsed_s": elapsed, **result}
+        append_jsonl(self.run_dir.evals, {k: v for k, v in result.items() if k != "stop"})
+        return result
+
+
+class _Progress:
+    """A rich live line on stderr: step, loss, tokens/s, ETA. Silent when disabled."""
+
+    def __init__(self, total: int, done: int, enabled: bool):
+        self.enabled = enabled
+        if not enabled:
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        self.bar = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[tps]} tok/s"),
+                            TextColumn("ETA"), TimeRemainingColumn(),
+                            console=Console(stderr=True), transient=False)
+        self.task = self.bar.add_task("train", total=total, completed=done, loss="-", tps="-")
+
+    def __enter__(self):
+        if self.enabled:
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            self.bar.__exit__(*exc)
+        return False
+
+    def update(self, step: int, loss: float, tps: float) -> None:
+        if self.enabled:
+            self.bar.update(self.task, completed=step, loss=f"{loss:.4f}", tps=f"{tps:,.0f}")

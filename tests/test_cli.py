@@ -1,0 +1,95 @@
+"""The CLI through typer's CliRunner: exit codes 0/1/2, --json on stdout, one-line usage errors."""
+import hashlib
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from bitcheck.cli import app
+
+runner = CliRunner()
+FAST = ["--no-compile", "--device", "cpu"]
+
+
+def _one_line_error(result, needle):
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    assert "Traceback" not in result.output
+    assert needle in result.output, result.output
+    assert len([l for l in result.output.strip().splitlines() if l.strip()]) <= 2, result.output
+
+
+def test_presets_json():
+    """`bitcheck presets --json` lists every preset with its exact parameter count."""
+    result = runner.invoke(app, ["presets", "--json"])
+    assert result.exit_code == 0
+    rows = {r["name"]: r for r in json.loads(result.output)}
+    assert set(rows) >= {"tiny", "1m", "5m", "12m"}
+    assert rows["12m"]["vocab_size"] == 2048 and 10e6 < rows["12m"]["params"] < 13e6
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--preset", "huge"], "unknown preset"),
+    (["--steps", "0"], "--steps must be positive"),
+    (["--minutes", "-1"], "--minutes must be positive"),
+    (["--ops", "+%"], "unknown operator"),
+    (["--precision", "fp8"], "unknown precision"),
+])
+def test_bad_options_exit_2(tmp_path, args, needle):
+    """Each user mistake is one clear line and exit 2, and no run directory is created."""
+    result = runner.invoke(app, ["quick-arith", *FAST, "--out", str(tmp_path / "runs"), *args])
+    _one_line_error(result, needle)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_unwritable_out(tmp_path):
+    """An --out that cannot be written is exit 2 with the reason."""
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("not a folder")
+    result = runner.invoke(app, ["quick-arith", *FAST, "--steps", "5", "--out", str(blocker / "runs")])
+    _one_line_error(result, "cannot write to output directory")
+    assert blocker.read_text() == "not a folder"
+
+
+def test_resume_bad_inputs(tmp_path):
+    """--resume of a missing dir, a corrupt checkpoint or a foreign file: exit 2, file untouched."""
+    _one_line_error(runner.invoke(app, ["quick-arith", *FAST, "--resume", str(tmp_path / "nope")]),
+                    "not a run directory")
+    ck = tmp_path / "run" / "checkpoints" / "step_3" / "checkpoint.pt"
+    ck.parent.mkdir(parents=True)
+    ck.write_bytes(b"\x80\x02garbage that is not a checkpoint")
+    digest = hashlib.sha256(ck.read_bytes()).hexdigest()
+    _one_line_error(runner.invoke(app, ["quick-arith", *FAST, "--resume", str(tmp_path / "run")]),
+                    "not a readable bitcheck checkpoint")
+    assert hashlib.sha256(ck.read_bytes()).hexdigest() == digest
+    torch.save({"weights": torch.zeros(3)}, ck)
+    _one_line_error(runner.invoke(app, ["quick-arith", *FAST, "--resume", str(tmp_path / "run")]),
+                    "missing model_state_dict")
+
+
+def test_short_run_fails_with_json_report(tmp_path):
+    """A run too short to learn is FAIL (exit 1); --json prints the report schema on stdout."""
+    result = runner.invoke(app, ["quick-arith", *FAST, "--steps", "20", "--out", str(tmp_path), "--json"])
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert report["command"] == "quick-arith"
+    assert report["verdict"]["status"] == "FAIL" and report["verdict"]["next_steps"]
+    assert set(report) >= {"command", "verdict", "metrics", "probes", "run_dir"}
+    m = report["metrics"]
+    assert m["steps"] == 20 and set(m["accuracy"]) == {"+", "-"}
+    assert abs(m["loss_at_init"] - m["ln_vocab"]) < 0.1
+    run = tmp_path / report["run_dir"].split("/")[-1]
+    for rel in ("config.json", "report.json", "report.md", "loss_curve.png", "metrics/scalars.jsonl",
+                "metrics/evals.jsonl", "samples/samples.jsonl", "checkpoints/step_20/checkpoint.pt"):
+        assert (run / rel).is_file(), rel
+    rec = json.loads((run / "metrics/scalars.jsonl").read_text().splitlines()[-1])
+    assert set(rec) >= {"step", "loss", "lr", "weight_decay", "grad_norm", "tokens_per_s", "elapsed_s"}
+    sample = json.loads((run / "samples/samples.jsonl").read_text().splitlines()[0])
+    assert set(sample) >= {"step", "prompt", "generated_text"}
+
+    # resume the same run for 10 more steps: it continues from step 20, in place
+    again = runner.invoke(app, ["quick-arith", "--resume", str(run), "--steps", "30", "--json"])
+    assert again.exit_code == 1, again.output
+    assert json.loads(again.stdout)["metrics"]["steps"] == 30
+    steps = [json.loads(l)["step"] for l in (run / "metrics/scalars.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == 30
