@@ -18,7 +18,7 @@ from bitcheck.quick import QuickOptions, run_quick
 VARIANTS: dict[str, dict] = {
     "default": {},
     "eager": {"compile": False},
-    "all_tokens": {"answer_only": False},
+    "answer_only": {"answer_only": True},
     "two_stage": {"schedule": "two_stage"},
     "lr1e-3": {"lr": 1e-3},
     "lr1e-2": {"lr": 1e-2},

@@ -42,14 +42,18 @@ def presets(json_out: JsonOpt = False) -> None:
         typer.echo(json.dumps(rows, indent=2))
         return
     from rich.table import Table
-    table = Table(title="presets (params counted; vocab 21 = arithmetic tokenizer where the preset takes it "
-                        "from the tokenizer)")
-    for col in ("name", "params", "vocab", "hidden", "layers", "heads", "kv heads", "ffn", "context", "note"):
-        table.add_column(col)
+    table = Table(title="bitcheck presets")
+    for col in ("name", "params", "vocab", "d_model", "layers", "heads", "kv", "ffn", "ctx"):
+        table.add_column(col, justify="left" if col == "name" else "right")
     for r in rows:
-        table.add_row(r["name"], f"{r['params']:,}", str(r["vocab_size"]), str(r["n_embd"]), str(r["n_layer"]),
-                      str(r["n_head"]), str(r["n_kv_head"]), str(r["ffn_hidden"]), str(r["block_size"]), r["note"])
-    Console().print(table)
+        table.add_row(r["name"], f"{r['params']:,}", str(r["vocab_size"]) + ("*" if r["vocab_from_tokenizer"] else ""),
+                      str(r["n_embd"]), str(r["n_layer"]), str(r["n_head"]), str(r["n_kv_head"]),
+                      str(r["ffn_hidden"]), str(r["block_size"]))
+    console = Console()
+    console.print(table)
+    console.print("* vocabulary taken from the task's tokenizer; counted here with the arithmetic one (21).")
+    for r in rows:
+        console.print(f"  {r['name']}: {r['note']}", highlight=False)
 
 
 @app.command("quick-arith")
@@ -76,7 +80,7 @@ def quick_arith(
     samples, checkpoints and report.{json,md}. Ctrl-C saves a checkpoint and the report (exit 130).
     """
     from bitcheck.quick import QuickOptions, run_quick
-    from bitcheck.report import render_terminal
+    from bitcheck.report import clean, render_terminal
 
     if steps is not None and steps <= 0:
         _fail_usage(f"--steps must be positive, got {steps}")
@@ -91,7 +95,7 @@ def quick_arith(
         _fail_usage(str(e))
         return
     if json_out:
-        typer.echo(json.dumps(report, indent=2))
+        typer.echo(json.dumps(clean(report), indent=2))
         render_terminal(report, Console(stderr=True))
     else:
         render_terminal(report, Console())

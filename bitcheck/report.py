@@ -4,12 +4,24 @@ and a rich terminal summary. Results know nothing of rendering; everything here 
 from __future__ import annotations
 
 import json
+import math
 
 from bitcheck.rundir import RunDir, atomic_write_text
 
 
+def clean(obj):
+    """JSON-safe copy: non-finite floats become the strings "inf", "-inf", "nan" (strict JSON has none)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return str(obj)
+    if isinstance(obj, dict):
+        return {str(k): clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [clean(v) for v in obj]
+    return obj
+
+
 def write_report(run: RunDir, report: dict) -> None:
-    atomic_write_text(run.report_json, json.dumps(report, indent=2) + "\n")
+    atomic_write_text(run.report_json, json.dumps(clean(report), indent=2) + "\n")
     atomic_write_text(run.report_md, render_markdown(report))
     scalars = run.read_jsonl(run.metrics)
     if scalars:

@@ -82,8 +82,11 @@ class TrainResult:
 
 class Trainer:
     def __init__(self, model: nn.Module, cfg: TrainConfig, batches: Batches, run: RunDir,
-                 meta: dict, progress: bool = True):
-        """meta: readable JSON-able dict saved in every checkpoint (model_config, tokenizer, task)."""
+                 meta: dict, progress: bool = True, watchers: list | None = None):
+        """meta: readable JSON-able dict saved in every checkpoint (model_config, tokenizer, task).
+        watchers: objects with before_step(model, step) / after_step(model, step) (probes' flip-rate
+        and update-ratio watches), called around every optimizer step."""
+        self.watchers = watchers or []
         self.cfg, self.batches, self.run_dir, self.meta = cfg, batches, run, meta
         self.device = resolve_device(cfg.device)
         if cfg.precision == "fp16" and self.device.type != "cuda":
@@ -144,6 +147,8 @@ class Trainer:
         self.optimizer.param_groups[0]["weight_decay"] = wd
         self.optimizer.param_groups[1]["lr"] = lr
         self.model.train()
+        for w in self.watchers:
+            w.before_step(self.model, self.step)
         total, tokens = 0.0, 0
         for micro in range(cfg.grad_accum):
             x, y = self.batches(self.step, micro)
@@ -158,6 +163,8 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
+        for w in self.watchers:
+            w.after_step(self.model, self.step)
         self.step += 1
         return {"loss": total, "lr": lr, "weight_decay": wd, "grad_norm": grad_norm, "tokens": tokens}
 
@@ -175,7 +182,7 @@ class Trainer:
                     rec = self.train_step()
                     window_tokens += rec.pop("tokens")
                     elapsed = self.elapsed_prev + time.perf_counter() - start
-                    if not math.isfinite(rec["loss"]):
+                    if not (math.isfinite(rec["loss"]) and math.isfinite(rec["grad_norm"])):
                         append_jsonl(self.run_dir.metrics, {"step": self.step, **rec, "elapsed_s": elapsed})
                         stopped = "nonfinite"
                         break

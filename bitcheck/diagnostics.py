@@ -1,0 +1,81 @@
+"""Glue between our own models/tasks and the independent probes: build a `probes.Subject` for a
+BitNet trained on a synthetic task, and run the probes on it.
+
+The probes only ever see the model through `model(idx) -> logits` and the callables given here
+(the KV-cache protocol, our sampler, our generate): the yardsticks themselves live in `probes/`.
+"""
+from __future__ import annotations
+
+import random
+import zlib
+
+import torch
+
+from bitcheck.config import ModelConfig
+from bitcheck.model import BitNet, KVCache, sample_next
+from probes import Subject, run_probes
+from probes.gradients import UpdateWatch
+from probes.quantization import FlipWatch
+
+
+class LogitsOnly(torch.nn.Module):
+    """Presents BitNet as `model(idx) -> logits`, the interface probes expect of any model."""
+
+    def __init__(self, model: BitNet):
+        super().__init__()
+        self.inner = model
+
+    def forward(self, idx):
+        return self.inner(idx)[0]
+
+
+def incremental_logits(model: LogitsOnly, idx: torch.Tensor) -> torch.Tensor:
+    """Logits of idx (B, T) decoded one token at a time through our KV cache."""
+    inner = model.inner
+    cache = KVCache(inner.config.n_layer)
+    return torch.cat([inner(idx[:, t:t + 1], cache=cache)[0] for t in range(idx.shape[1])], dim=1)
+
+
+def sample_generate(model: LogitsOnly, idx: torch.Tensor, n: int) -> torch.Tensor:
+    """Free-running samples at temperature 1, prefixed with <bos> as in training; seeded by the prompt,
+    so a prompt always gets the same sample and different prompts get independent ones."""
+    bos = torch.full((idx.shape[0], 1), 1, dtype=idx.dtype, device=idx.device)
+    seed = zlib.crc32(str(idx.tolist()).encode())
+    out = model.inner.generate(torch.cat([bos, idx], dim=1), n, temperature=1.0, seed=seed)
+    return out[:, 1:]
+
+
+def sampler(logits: torch.Tensor, temperature: float, top_k: int | None, generator) -> torch.Tensor:
+    """The probes' sampler protocol over our sample_next."""
+    return sample_next(logits, temperature, top_k, None, generator)
+
+
+def make_watchers(every_flip: int = 100, every_update: int = 50) -> list:
+    return [FlipWatch(every_flip), UpdateWatch(every_update)]
+
+
+def task_subject(model: BitNet, cfg: ModelConfig, task, batches, seed: int, watchers=(), optimizer=None,
+                 n_batches: int = 2) -> Subject:
+    """A Subject for one of our models trained on a synthetic task: the exact batches the trainer feeds
+    (steps 0..n-1), reference text from the task's generator, prompts, and the training history."""
+    rng = random.Random(f"probe-reference:{seed}")
+    texts = ["".join("".join(task.example_text(rng)) for _ in range(200)) for _ in range(3)]
+    prompts = ["".join(task.example_text(rng)) for _ in range(6)]
+    history = {}
+    for w in watchers:
+        if isinstance(w, FlipWatch):
+            history["flip_rates"] = w.records
+        if isinstance(w, UpdateWatch):
+            history["update_ratios"] = w.records
+    if optimizer is not None:
+        history["optimizer"] = optimizer
+    device = next(model.parameters()).device
+    return Subject(
+        model=LogitsOnly(model), tokenizer=task.tokenizer, batches=[batches(i, 0) for i in range(n_batches)],
+        texts=texts, prompts=prompts, vocab_size=cfg.vocab_size,
+        fresh_model=lambda: LogitsOnly(BitNet(cfg)), sampler=sampler, generate=sample_generate,
+        incremental_logits=incremental_logits, history=history, device=str(device))
+
+
+def probe_results(subject: Subject, kinds: tuple[str, ...] | None = None) -> list[dict]:
+    return [r.to_dict() for r in run_probes(subject, kinds=kinds)]

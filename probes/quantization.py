@@ -1,0 +1,130 @@
+"""Quantization probes: are the weights the forward pass uses really ternary, not collapsed, and
+does each layer compute what the b1.58 reference computes?
+
+Both probes read a layer's *effective* weight by running it, not by trusting its attributes: a
+one-hot input row quantizes exactly (absmax 1 -> code 127 -> 1), so layer(I) is W_eff transposed.
+This works for any user's BitLinear that maps (N, in) -> (N, out).
+"""
+from __future__ import annotations
+
+import torch
+
+from probes import reference as ref
+from probes.core import FAIL, Subject, Threshold, judge, probe, quant_layers
+
+# Measured on three healthy quick-arith runs (README, "Probe thresholds"): the largest zero share of
+# any layer was 0.36-0.42 at init and 0.40-0.49 after training; a planted collapse (one outlier
+# per layer inflating mean|W|) gives 0.99+.
+ZERO_SHARE = Threshold("max_zero_share", warn=0.75, fail=0.9, source="healthy 0.36-0.49; collapse >= 0.99")
+NON_TERNARY = Threshold("non_ternary_layers", warn=None, fail=0, source="any non-ternary layer is a bug")
+# Flip rate: share of ternary codes that changed between two snapshots, per 100 steps. Healthy
+# quick-arith runs: 0.02-0.10 early, < 0.02 late; a blown-up LR churns at > 0.3.
+FLIP_RATE = Threshold("last_flip_rate", warn=0.3, fail=None, source="healthy <= 0.10 per 100 steps")
+# Relative error ||layer(x) - reference(x)|| / ||reference(x)||. Healthy: ~1e-7 (float32 rounding);
+# missing activation quant: ~5e-3; full precision: ~0.3; inverted scale: > 10.
+REF_ERROR = Threshold("max_relative_error", warn=1e-4, fail=1e-3,
+                      source="healthy ~1e-7; no act-quant ~5e-3; fp weights ~0.3; inverted scale >10")
+
+
+@torch.no_grad()
+def effective_weight(layer: torch.nn.Module) -> torch.Tensor:
+    """(out, in) weight the layer actually applies, read off its response to one-hot inputs."""
+    w = layer.weight
+    eye = torch.eye(w.shape[1], dtype=w.dtype, device=w.device)  # (in, in)
+    return layer(eye).T  # (out, in)
+
+
+def ternary_stats(w_eff: torch.Tensor) -> dict:
+    """Levels of |W_eff|: a ternary layer has one nonzero magnitude (its scale)."""
+    mag = w_eff.abs().flatten().double()
+    nz = mag[mag > 0]
+    scale = nz.max().item() if nz.numel() else 0.0
+    levels = int(torch.unique(torch.round(nz / scale * 1e4)).numel()) if nz.numel() else 0
+    n = w_eff.numel()
+    return {"scale": scale, "levels": levels,
+            "minus": (w_eff < 0).sum().item() / n, "zero": (w_eff == 0).sum().item() / n,
+            "plus": (w_eff > 0).sum().item() / n}
+
+
+@probe("ternary_distribution", branch="quantization", kind="static")
+def ternary_distribution(s: Subject):
+    """Per layer: shares of -1/0/+1 in the effective weights and the scale. FAIL when a layer is not
+    ternary (more than one nonzero magnitude) or has collapsed to nearly all zeros; during training
+    also the flip rate of the codes between snapshots (stuck vs churning)."""
+    layers = quant_layers(s.model, s.layer_pattern)
+    if not layers:
+        return judge("ternary_distribution", None, [NON_TERNARY], "no quantized layers found", "", "quantization")
+    table = {name: ternary_stats(effective_weight(m)) for name, m in layers}
+    non_ternary = [n for n, t in table.items() if t["levels"] > 1]
+    zero = max(t["zero"] for t in table.values())
+    flips = s.history.get("flip_rates", [])
+    values = {"max_zero_share": zero, "non_ternary_layers": len(non_ternary)}
+    thresholds = [ZERO_SHARE, NON_TERNARY]
+    if flips:
+        values["last_flip_rate"] = flips[-1]["rate"]
+        thresholds.append(FLIP_RATE)
+    worst_layer = max(table, key=lambda n: table[n]["zero"])
+    if non_ternary:
+        msg = f"{len(non_ternary)}/{len(table)} layers are not ternary (e.g. {non_ternary[0]}: " \
+              f"{table[non_ternary[0]]['levels']} magnitudes)"
+    else:
+        msg = f"{len(table)} layers ternary; largest zero share {zero:.2f} ({worst_layer})"
+    if flips:
+        msg += f"; flip rate {flips[-1]['rate']:.3f} at step {flips[-1]['step']}"
+    hint = ("The forward pass does not use quantized weights: apply weight_quant (with STE) in every "
+            "BitLinear." if non_ternary else
+            "Weights collapsed to zero: an outlier inflates mean|W|, or weight decay/LR is too high.")
+    return judge("ternary_distribution", values, thresholds, msg, hint, "quantization",
+                 details={"layers": table, "flip_rates": flips}, values=values)
+
+
+@probe("quantization_applied", branch="quantization", kind="static")
+def quantization_applied(s: Subject):
+    """Each quantized layer's output equals the reference BitLinear (probes/reference.py) on the same
+    input. Catches full-precision training, mean|W| vs 1/mean|W| scale mix-ups and missing
+    activation quantization."""
+    layers = quant_layers(s.model, s.layer_pattern)
+    if not layers:
+        return judge("quantization_applied", None, [REF_ERROR], "no quantized layers found", "", "quantization")
+    g = torch.Generator().manual_seed(0)
+    errors = {}
+    with torch.no_grad():
+        for name, m in layers:
+            x = torch.randn(16, m.weight.shape[1], generator=g).to(m.weight)
+            x[0] = 0.0  # an all-zero token must also match (and stay finite)
+            y, want = m(x), ref.bitlinear(x, m.weight)
+            denom = want.norm().item() or 1.0
+            errors[name] = (y - want).norm().item() / denom if torch.isfinite(y).all() else float("inf")
+    name, err = max(errors.items(), key=lambda kv: kv[1])
+    result = judge("quantization_applied", err, [REF_ERROR],
+                   f"largest relative error vs reference {err:.2e} ({name})",
+                   "Layer output differs from F.linear(act_quant(x), weight_quant(W)): check the scale "
+                   "convention (multiply by mean|W|, not 1/mean|W|), that weights are quantized in forward, "
+                   "and that activations are quantized per token to int8.",
+                   "quantization", details={"relative_error": errors})
+    if result.status == FAIL and err > 1.0:
+        result.message += " (error > 100%: scale inverted or wrong by orders of magnitude)"
+    return result
+
+
+class FlipWatch:
+    """Training-time watcher: every `every` steps, the share of ternary codes (of the latent weights,
+    by the reference quantizer) that changed since the previous snapshot."""
+
+    def __init__(self, every: int = 100, pattern: str | None = None):
+        self.every, self.pattern = every, pattern
+        self.records: list[dict] = []
+        self._prev: dict | None = None
+
+    def before_step(self, model, step: int) -> None:
+        pass
+
+    def after_step(self, model, step: int) -> None:
+        if (step + 1) % self.every:
+            return
+        codes = {n: ref.ternary_codes(m.weight)[0] for n, m in quant_layers(model, self.pattern)}
+        if self._prev is not None:
+            changed = sum(int((codes[n] != self._prev[n]).sum()) for n in codes)
+            total = sum(c.numel() for c in codes.values())
+            self.records.append({"step": step + 1, "rate": changed / max(total, 1)})
+        self._prev = codes

@@ -1,0 +1,49 @@
+"""Gradient and optimizer probes: STE flow, overfit-one-batch, update ratio; both ways."""
+import torch
+
+from bitcheck.diagnostics import LogitsOnly, make_watchers
+from bitcheck.selftest import _no_ste, _patch_bitlinear, _train, bug_lr_blowup, Setup
+from probe_helpers import CFG, part, result, subject
+from synthetic.arithmetic import ArithmeticTask
+from bitcheck.model import BitNet
+
+
+def test_healthy_gradients_pass():
+    """Every latent weight gets the STE reference gradient; one batch is memorised."""
+    s = subject()
+    r = result(s, "ste_gradient_flow")
+    assert r.status == "PASS", r.message
+    assert r.value["max_relative_error"] < 1e-3 and set(r.details["grad_norm"]) == {
+        n for n, m in s.model.named_modules() if type(m).__name__ == "BitLinear"}
+    assert result(s, "overfit_batch").status == "PASS"
+
+
+def test_missing_ste_is_caught():
+    """Quantizers without the straight-through estimator: wrong latent gradients, no memorisation."""
+    s = subject()
+    s.model = LogitsOnly(_patch_bitlinear(s.model.inner, _no_ste))
+    r = result(s, "ste_gradient_flow")
+    assert r.status == "FAIL" and r.value["max_relative_error"] > 0.1
+    assert part(s, "ste_gradient_flow") == "gradients/STE"
+    assert result(s, "overfit_batch").status == "FAIL"
+
+
+def test_update_ratio_both_ways():
+    """Recorded update ratios: healthy LR 3e-3 passes, LR 1.0 fails and names the optimizer."""
+    task = ArithmeticTask()
+    torch.manual_seed(0)
+    model = BitNet(CFG)
+    healthy = make_watchers(every_flip=10, every_update=5)
+    _train(model, task, 0, 30, 3e-3, healthy)
+    s = subject(history={"update_ratios": healthy[1].records})
+    assert result(s, "update_ratio").status == "PASS", result(s, "update_ratio").message
+    blown = bug_lr_blowup(Setup(model, task, 0, healthy, None))
+    r = result(blown, "update_ratio")
+    assert r.status == "FAIL", r.message
+    assert part(blown, "update_ratio") == "optimizer"
+
+
+def test_update_ratio_skips_without_history():
+    """No training history: the probe is SKIP with the reason, not a false PASS."""
+    r = result(subject(), "update_ratio")
+    assert r.status == "SKIP" and "recorded" in r.message
