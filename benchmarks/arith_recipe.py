@@ -18,9 +18,10 @@ from bitcheck.quick import QuickOptions, run_quick
 VARIANTS: dict[str, dict] = {
     "default": {},
     "eager": {"compile": False},
-    "answer_only": {"answer_only": True},
+    "all_tokens": {"answer_only": False},
     "two_stage": {"schedule": "two_stage"},
     "lr1e-3": {"lr": 1e-3},
+    "lr6e-3": {"lr": 6e-3},
     "lr1e-2": {"lr": 1e-2},
     "batch32": {"batch_size": 32},
     "bf16": {"precision": "bf16"},

@@ -102,6 +102,83 @@ def quick_arith(
     raise typer.Exit(code)
 
 
+@app.command()
+def report(
+    run_dir: Annotated[str, typer.Argument(help="A run directory (holds report.json).")],
+    format: Annotated[Optional[str], typer.Option("--format", help="md, html or json on stdout; "
+                                                  "default: the terminal summary.")] = None,
+) -> None:
+    """Re-render the report of any run: terminal summary, Markdown, HTML or JSON on stdout.
+
+    Exit 0 if the run's verdict is PASS, 1 if FAIL, 2 if RUN_DIR holds no readable report.
+    """
+    from pathlib import Path
+
+    from bitcheck.report import clean, render_html, render_markdown, render_terminal
+    from bitcheck.rundir import RunDir
+
+    if format not in (None, "md", "html", "json"):
+        _fail_usage(f"unknown format {format!r}; choose md, html or json")
+    run = RunDir(Path(run_dir))
+    try:
+        data = json.loads(run.report_json.read_text())
+        if not isinstance(data.get("verdict"), dict) or "status" not in data["verdict"] or "metrics" not in data:
+            raise KeyError("verdict.status / metrics missing")
+    except FileNotFoundError:
+        _fail_usage(f"{run_dir} has no report.json (is it a bitcheck run directory?)")
+    except (ValueError, KeyError, TypeError) as e:
+        _fail_usage(f"{run.report_json} is not a readable bitcheck report ({e})")
+    if format == "json":
+        typer.echo(json.dumps(clean(data), indent=2))
+    elif format == "md":
+        typer.echo(render_markdown(data))
+    elif format == "html":
+        typer.echo(render_html(data, run.read_jsonl(run.metrics), run.read_jsonl(run.evals)))
+    else:
+        render_terminal(data, Console())
+    raise typer.Exit(0 if data["verdict"]["status"] == "PASS" else 1)
+
+
+@app.command()
+def selftest(
+    seeds: Annotated[int, typer.Option(help="Healthy seeds to check for false alarms.")] = 3,
+    bugs: Annotated[Optional[str], typer.Option(help="Comma-separated bugs to plant (default: all).")] = None,
+    fast: Annotated[bool, typer.Option("--fast", help="One seed and the quick subset of bugs.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Prove the probes: plant each known bug into a small healthy BitNet and check that the
+    decision tree names the right part; count false alarms on healthy seeds.
+
+    Exit 0 if every bug is caught and attributed and no healthy seed raises an alarm, else 1.
+    """
+    from bitcheck.selftest import BUGS, FAST_BUGS, run_selftest
+
+    err = Console(stderr=True)
+    if seeds <= 0:
+        _fail_usage(f"--seeds must be positive, got {seeds}")
+    names = list(FAST_BUGS) if fast and bugs is None else ([b.strip() for b in bugs.split(",")] if bugs else None)
+    unknown = [b for b in names or [] if b not in BUGS]
+    if unknown:
+        _fail_usage(f"unknown bug(s) {', '.join(unknown)}; choose from {', '.join(BUGS)}")
+    result = run_selftest(seeds=tuple(range(1 if fast else seeds)), bugs=names,
+                          progress=lambda msg: err.print(f"[dim]selftest: {msg}[/]"))
+    if json_out:
+        typer.echo(json.dumps(clean(result), indent=2))
+    else:
+        from rich.table import Table
+        table = Table(title="bitcheck selftest")
+        for col in ("case", "probes that fired", "verdict", "part named", "right"):
+            table.add_column(col, overflow="fold")
+        for row in result["bugs"] + result["healthy"]:
+            table.add_row(row["case"], ", ".join(row["fired"]) or "-", row["verdict"], str(row["part"] or "-"),
+                          "[green]yes[/]" if row["right"] else "[red]NO[/]")
+        console = Console()
+        console.print(table)
+        console.print(f"missed: {', '.join(result['missed']) or 'none'}; "
+                      f"false alarms: {', '.join(result['false_alarms']) or 'none'}")
+    raise typer.Exit(0 if result["ok"] else 1)
+
+
 def main() -> None:
     app()
 

@@ -54,10 +54,15 @@ def make_watchers(every_flip: int = 100, every_update: int = 50) -> list:
     return [FlipWatch(every_flip), UpdateWatch(every_update)]
 
 
+ANSWER_ONLY_SKIP = ("trained with loss on answers only: free-running text is not what the model learned "
+                    "(the sampler and KV-cache probes still check generation)")
+
+
 def task_subject(model: BitNet, cfg: ModelConfig, task, batches, seed: int, watchers=(), optimizer=None,
-                 n_batches: int = 2) -> Subject:
+                 n_batches: int = 2, answer_only: bool = False) -> Subject:
     """A Subject for one of our models trained on a synthetic task: the exact batches the trainer feeds
-    (steps 0..n-1), reference text from the task's generator, prompts, and the training history."""
+    (steps 0..n-1), reference text from the task's generator, prompts, and the training history.
+    A model trained on answers only never learned to write prompts, so the sample-text probes SKIP."""
     rng = random.Random(f"probe-reference:{seed}")
     texts = ["".join("".join(task.example_text(rng)) for _ in range(200)) for _ in range(3)]
     prompts = ["".join(task.example_text(rng)) for _ in range(6)]
@@ -74,7 +79,8 @@ def task_subject(model: BitNet, cfg: ModelConfig, task, batches, seed: int, watc
         model=LogitsOnly(model), tokenizer=task.tokenizer, batches=[batches(i, 0) for i in range(n_batches)],
         texts=texts, prompts=prompts, vocab_size=cfg.vocab_size,
         fresh_model=lambda: LogitsOnly(BitNet(cfg)), sampler=sampler, generate=sample_generate,
-        incremental_logits=incremental_logits, history=history, device=str(device))
+        incremental_logits=incremental_logits, history=history, device=str(device),
+        skip={"repetition": ANSWER_ONLY_SKIP, "gibberish": ANSWER_ONLY_SKIP} if answer_only else {})
 
 
 def probe_results(subject: Subject, kinds: tuple[str, ...] | None = None) -> list[dict]:

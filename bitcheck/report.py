@@ -1,12 +1,25 @@
-"""Renderers: a report dict (see the README's schema) to report.json, report.md, a loss-curve PNG,
-and a rich terminal summary. Results know nothing of rendering; everything here only reads them.
+"""Renderers: a report dict to report.json, report.md, a self-contained report.html with embedded
+plots, a loss-curve PNG, and a rich terminal summary. Results know nothing of rendering; everything
+here only reads them.
+
+Schema (extends the Core issue's, never breaks it):
+  {"command", "verdict": {"status", "category", "part", "diagnosis", "evidence", "next_steps"},
+   "metrics": {...}, "probes": [{"name", "status", "value", "thresholds", "message", "hint", "branch",
+   "details"}], "run_dir"}
 """
 from __future__ import annotations
 
+import base64
+import html
+import io
 import json
 import math
 
 from bitcheck.rundir import RunDir, atomic_write_text
+
+STATUS_STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "red", "ERROR": "red", "SKIP": "dim"}
+SUMMARY_METRICS = ("preset", "params", "steps", "stopped", "elapsed_s", "tokens_per_s", "loss_at_init",
+                   "ln_vocab", "final_loss", "accuracy")
 
 
 def clean(obj):
@@ -23,29 +36,21 @@ def clean(obj):
 def write_report(run: RunDir, report: dict) -> None:
     atomic_write_text(run.report_json, json.dumps(clean(report), indent=2) + "\n")
     atomic_write_text(run.report_md, render_markdown(report))
-    scalars = run.read_jsonl(run.metrics)
+    scalars, evals = run.read_jsonl(run.metrics), run.read_jsonl(run.evals)
+    atomic_write_text(run.report_html, render_html(report, scalars, evals))
     if scalars:
-        plot_loss(scalars, run.read_jsonl(run.evals), run.loss_png)
+        fig = loss_figure(scalars, evals)
+        fig.savefig(run.loss_png, dpi=100)
+        _close(fig)
 
 
-def render_markdown(report: dict) -> str:
-    v, m = report["verdict"], report["metrics"]
-    lines = [f"# bitcheck {report['command']}: {v['status']}", "", v["diagnosis"], "", "## Next steps", ""]
-    lines += [f"- {s}" for s in v["next_steps"]]
-    lines += ["", "## Metrics", "", "| metric | value |", "| --- | --- |"]
-    for key, value in m.items():
-        if key in ("failures",):
-            continue
-        lines.append(f"| {key} | {_fmt(value)} |")
-    if m.get("failures"):
-        lines += ["", "## Wrong answers (first few)", "", "| prompt | expected | got |", "| --- | --- | --- |"]
-        lines += [f"| `{f['prompt']}` | `{f['expected']}` | `{f['got']}` |" for f in m["failures"]]
-    if report.get("probes"):
-        lines += ["", "## Probes", "", "| probe | status | value | message |", "| --- | --- | --- | --- |"]
-        lines += [f"| {p['name']} | {p['status']} | {_fmt(p.get('value'))} | {p.get('message', '')} |"
-                  for p in report["probes"]]
-    lines += ["", f"Run directory: `{report['run_dir']}`", ""]
-    return "\n".join(lines)
+def key_value(value) -> str:
+    """A probe value in a table cell: numbers compactly, dicts as k=v pairs."""
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={key_value(v)}" for k, v in value.items() if not k.endswith("_low"))
+    return "" if value is None else str(value)
 
 
 def _fmt(value) -> str:
@@ -56,19 +61,55 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def plot_loss(scalars: list[dict], evals: list[dict], path) -> None:
+def _headline(v: dict) -> str:
+    cat = v.get("category", v["status"])
+    return f"{v['status']}: {cat}" + (f" ({v['part']})" if v.get("part") else "")
+
+
+def render_markdown(report: dict) -> str:
+    v, m = report["verdict"], report["metrics"]
+    lines = [f"# bitcheck {report['command']}: {_headline(v)}", "", v["diagnosis"], ""]
+    if v.get("evidence"):
+        lines += ["## Evidence", ""] + [f"- **{e['probe']}** {e['status']}: {e['message']}" for e in v["evidence"]]
+        lines.append("")
+    lines += ["## Next steps", ""] + [f"- {s}" for s in v["next_steps"]]
+    if report.get("probes"):
+        lines += ["", "## Probes", "", "| probe | status | value | message | hint |", "| --- | --- | --- | --- | --- |"]
+        for p in report["probes"]:
+            cells = (p["name"], p["status"], key_value(p.get("value")), p.get("message", ""), p.get("hint", ""))
+            lines.append("| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
+    lines += ["", "## Metrics", "", "| metric | value |", "| --- | --- |"]
+    lines += [f"| {k} | {_fmt(val)} |" for k, val in m.items() if k != "failures"]
+    if m.get("failures"):
+        lines += ["", "## Wrong answers (first few)", "", "| prompt | expected | got |", "| --- | --- | --- |"]
+        lines += [f"| `{f['prompt']}` | `{f['expected']}` | `{f['got']!r}` |" for f in m["failures"]]
+    lines += ["", f"Run directory: `{report['run_dir']}`", ""]
+    return "\n".join(lines)
+
+
+# ---- plots ---------------------------------------------------------------------------------------
+
+def _plt():
     import matplotlib
     matplotlib.use("Agg")  # files only, never a window
     import matplotlib.pyplot as plt
+    return plt
 
+
+def _close(fig) -> None:
+    _plt().close(fig)
+
+
+def loss_figure(scalars: list[dict], evals: list[dict]):
+    plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot([r["step"] for r in scalars], [r["loss"] for r in scalars], label="train loss")
     ax.set_xlabel("step")
     ax.set_ylabel("loss (nats)")
     ax.set_yscale("log")
-    if evals and any("score" in e for e in evals):
+    groups = sorted({g for e in evals for g in e.get("score", {}).get("per_group", {})})
+    if groups:
         ax2 = ax.twinx()
-        groups = sorted({g for e in evals for g in e.get("score", {}).get("per_group", {})})
         for g in groups:
             ax2.plot([e["step"] for e in evals], [e["score"]["per_group"].get(g, 0.0) for e in evals],
                      linestyle="--", marker=".", label=f"held-out acc {g}")
@@ -78,12 +119,90 @@ def plot_loss(scalars: list[dict], evals: list[dict], path) -> None:
     ax.legend(loc="upper right", fontsize=8)
     ax.set_title("training loss")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
+
+
+def _probe(report: dict, name: str) -> dict:
+    return next((p for p in report.get("probes", []) if p["name"] == name), {})
+
+
+def probe_figures(report: dict) -> list[tuple[str, object]]:
+    """(title, figure) for the per-layer plots the probes' details allow."""
+    plt = _plt()
+    figs = []
+    layers = _probe(report, "ternary_distribution").get("details", {}).get("layers", {})
+    if layers:
+        names = list(layers)
+        fig, ax = plt.subplots(figsize=(7, 0.25 * len(names) + 1.2))
+        left = [0.0] * len(names)
+        for key, color in (("minus", "#c44"), ("zero", "#bbb"), ("plus", "#48c")):
+            vals = [layers[n][key] for n in names]
+            ax.barh(names, vals, left=left, color=color, label={"minus": "-1", "zero": "0", "plus": "+1"}[key])
+            left = [a + b for a, b in zip(left, vals)]
+        ax.set_xlim(0, 1)
+        ax.invert_yaxis()
+        ax.tick_params(axis="y", labelsize=6)
+        ax.legend(fontsize=7, ncol=3, loc="lower right")
+        ax.set_title("ternary codes per layer")
+        fig.tight_layout()
+        figs.append(("Ternary distribution per layer", fig))
+    norms = _probe(report, "ste_gradient_flow").get("details", {}).get("grad_norm", {})
+    if norms:
+        fig, ax = plt.subplots(figsize=(7, 0.25 * len(norms) + 1.2))
+        ax.barh(list(norms), [max(v, 1e-30) for v in norms.values()], color="#48c")
+        ax.set_xscale("log")
+        ax.invert_yaxis()
+        ax.tick_params(axis="y", labelsize=6)
+        ax.set_title("gradient norm per quantized layer (one backward)")
+        fig.tight_layout()
+        figs.append(("Gradient norm per layer", fig))
+    flips = _probe(report, "ternary_distribution").get("details", {}).get("flip_rates", [])
+    if flips:
+        fig, ax = plt.subplots(figsize=(7, 3))
+        ax.plot([f["step"] for f in flips], [f["rate"] for f in flips], marker=".")
+        ax.set_xlabel("step")
+        ax.set_ylabel("share of codes flipped")
+        ax.set_title("ternary flip rate between snapshots")
+        fig.tight_layout()
+        figs.append(("Flip rate over training", fig))
+    return figs
+
+
+def _png_b64(fig) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    _close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def render_html(report: dict, scalars: list[dict], evals: list[dict]) -> str:
+    """One self-contained page: verdict, probes table, metrics, and the plots as inline PNGs."""
+    v, m = report["verdict"], report["metrics"]
+    e = html.escape
+    color = {"PASS": "#1a7f37", "WARN": "#9a6700", "FAIL": "#cf222e", "ERROR": "#cf222e", "SKIP": "#6e7781"}
+    rows = "".join(
+        f"<tr><td>{e(p['name'])}</td><td style='color:{color.get(p['status'], '#000')};font-weight:bold'>"
+        f"{p['status']}</td><td>{e(key_value(p.get('value')))}</td><td>{e(p.get('message', ''))}</td>"
+        f"<td>{e(p.get('hint', ''))}</td></tr>" for p in report.get("probes", []))
+    metrics = "".join(f"<tr><td>{e(k)}</td><td>{e(_fmt(val))}</td></tr>" for k, val in m.items() if k != "failures")
+    figs = ([("Loss curve", loss_figure(scalars, evals))] if scalars else []) + probe_figures(report)
+    plots = "".join(f"<h3>{e(t)}</h3><img alt='{e(t)}' src='data:image/png;base64,{_png_b64(f)}'>" for t, f in figs)
+    steps = "".join(f"<li>{e(s)}</li>" for s in v["next_steps"])
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>bitcheck {e(report['command'])}</title>
+<style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto;padding:0 1em}}
+table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 6px;vertical-align:top}}
+.verdict{{border:3px solid {color.get(v['status'], '#000')};padding:0.5em 1em;border-radius:6px}}</style></head>
+<body><h1>bitcheck {e(report['command'])}</h1>
+<div class="verdict"><h2 style="color:{color.get(v['status'], '#000')}">{e(_headline(v))}</h2>
+<p>{e(v['diagnosis'])}</p><ul>{steps}</ul></div>
+<h2>Probes</h2><table><tr><th>probe</th><th>status</th><th>value</th><th>message</th><th>hint</th></tr>{rows}</table>
+<h2>Metrics</h2><table>{metrics}</table><h2>Plots</h2>{plots}
+<p>Run directory: <code>{e(report['run_dir'])}</code></p></body></html>
+"""
 
 
 def render_terminal(report: dict, console) -> None:
-    """A verdict panel and a metrics table on the given rich console (stderr for humans)."""
+    """A metrics table, a probes table and a verdict panel on the given rich console."""
     from rich.panel import Panel
     from rich.table import Table
 
@@ -91,12 +210,22 @@ def render_terminal(report: dict, console) -> None:
     table = Table(title=f"bitcheck {report['command']}", show_header=True)
     table.add_column("metric")
     table.add_column("value")
-    for key in ("preset", "params", "steps", "stopped", "elapsed_s", "tokens_per_s", "loss_at_init", "ln_vocab",
-                "final_loss", "accuracy"):
+    for key in SUMMARY_METRICS:
         if key in m:
             table.add_row(key, _fmt(m[key]))
     console.print(table)
+    if report.get("probes"):
+        pt = Table(title="probes", show_header=True)
+        for col in ("probe", "status", "key value", "message"):
+            pt.add_column(col, overflow="fold")
+        for p in report["probes"]:
+            style = STATUS_STYLE.get(p["status"], "")
+            value = p.get("value")
+            if isinstance(value, dict):  # the first entry is the probe's headline figure
+                value = dict(list(value.items())[:1])
+            pt.add_row(p["name"], f"[{style}]{p['status']}[/]", key_value(value), p.get("message", ""))
+        console.print(pt)
     style = "green" if v["status"] == "PASS" else "red"
     body = v["diagnosis"] + "\n\nNext steps:\n" + "\n".join(f"  - {s}" for s in v["next_steps"])
     body += f"\n\nRun directory: {report['run_dir']}"
-    console.print(Panel(body, title=f"[bold {style}]{v['status']}", border_style=style))
+    console.print(Panel(body, title=f"[bold {style}]{_headline(v)}", border_style=style))

@@ -5,7 +5,7 @@
     runs/<run_id>/metrics/evals.jsonl              periodic task evaluations
     runs/<run_id>/samples/samples.jsonl            step, prompt, generated_text
     runs/<run_id>/checkpoints/step_<N>/checkpoint.pt
-    runs/<run_id>/report.json, report.md, loss_curve.png
+    runs/<run_id>/report.json, report.md, report.html, loss_curve.png
 
 A checkpoint holds tensors (model, optimizer, grad scaler, RNG states) plus the configs and the
 tokenizer as readable JSON strings, so `torch.load(..., weights_only=True)` can open it safely.
@@ -39,6 +39,7 @@ class RunDir:
         self.config = self.path / "config.json"
         self.report_json = self.path / "report.json"
         self.report_md = self.path / "report.md"
+        self.report_html = self.path / "report.html"
         self.loss_png = self.path / "loss_curve.png"
 
     @classmethod

@@ -126,6 +126,7 @@ class Subject:
     incremental_logits: Callable | None = None  # KV-cached logits of idx (B, T), one token at a time
     history: dict = field(default_factory=dict)  # training-time records: flip_rates, update_ratios, losses
     layer_pattern: str | None = None  # regex over module names, for quantized layers we cannot recognise
+    skip: dict[str, str] = field(default_factory=dict)  # probe name -> why it does not apply (SKIP)
     device: str = "cpu"
 
     def __post_init__(self):
@@ -185,6 +186,8 @@ def probe(name: str, branch: str, needs: tuple[str, ...] = (), kind: str = "dyna
 
 
 def run_probe(spec: ProbeSpec, subject: Subject) -> ProbeResult:
+    if spec.name in subject.skip:
+        return ProbeResult(spec.name, SKIP, None, subject.skip[spec.name], branch=spec.branch)
     missing = [n for n in spec.needs if not getattr(subject, n, None)]
     if missing:
         return ProbeResult(spec.name, SKIP, None, f"needs {', '.join(missing)}, which this subject lacks",

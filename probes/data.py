@@ -12,18 +12,19 @@ import torch
 
 from probes.core import Subject, Threshold, judge, probe
 
-# Share of characters lost in decode(encode(text)). Byte-level BPE and our char tokenizers: 0.
-# A Whitespace pre-tokenizer on English: ~0.17 (every space). The 1m preset's limited alphabet may
-# lose rare characters: the TinyStories issue bounds that at 0.1%.
-LOST_CHARS = Threshold("lost_char_share", warn=0.0, fail=0.001, source="exact tokenizers 0; Whitespace ~0.17")
-# Share of target positions (with a loss) equal to the next input token. Healthy: 1.0. Targets not
-# shifted: ~1/vocab.
-SHIFTED = Threshold("shifted_share", warn=None, fail=0.999, higher_is_worse=False, source="healthy 1.0; unshifted ~1/V")
+# Share of characters lost in decode(encode(text)). Measured: byte-level BPE and our char tokenizers 0;
+# a BPE with the Whitespace pre-tokenizer on arithmetic text 0.076 (spaces and newlines). The 1m
+# preset's limited alphabet may lose rare characters: the TinyStories issue bounds that at 0.1%.
+LOST_CHARS = Threshold("lost_char_share", warn=0.0, fail=0.001, source="exact tokenizers 0; Whitespace BPE 0.076")
+# Share of target positions (with a loss) equal to the next input token. Measured: healthy 1.0;
+# targets not shifted 0.031.
+SHIFTED = Threshold("shifted_share", warn=None, fail=0.999, higher_is_worse=False, source="healthy 1.0; unshifted 0.031")
 OUT_OF_RANGE = Threshold("out_of_range_ids", warn=None, fail=0, source="any id >= vocab is a bug")
-# Share of words in the decoded batches that occur in the reference text. Healthy quick-arith: 0.97-1.0
-# (numbers not in the sample are the misses); a scrambled id mapping: < 0.3.
+# Share of words in the decoded batches that occur in the reference text. Measured: healthy 0.989
+# (numbers absent from the sample are the misses). No planted bug drives it down yet; the bound
+# leaves room for domains with a longer tail of words.
 KNOWN_WORDS = Threshold("batch_known_word_share", warn=0.9, fail=0.6, higher_is_worse=False,
-                        source="healthy 0.97-1.0; wrong vocabulary < 0.3")
+                        source="healthy 0.989")
 
 
 def lost_char_share(tokenizer, texts: list[str], max_chars: int = 4000) -> float:

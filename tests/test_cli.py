@@ -74,18 +74,30 @@ def test_short_run_fails_with_json_report(tmp_path):
     report = json.loads(result.stdout)
     assert report["command"] == "quick-arith"
     assert report["verdict"]["status"] == "FAIL" and report["verdict"]["next_steps"]
+    assert report["verdict"]["category"] == "UNDERTRAINED"
     assert set(report) >= {"command", "verdict", "metrics", "probes", "run_dir"}
+    statuses = {p["name"]: p["status"] for p in report["probes"]}
+    bad = {name for name, status in statuses.items() if status in ("FAIL", "ERROR")}
+    assert len(statuses) >= 13 and bad <= {"repetition", "gibberish"}, statuses  # 20 steps write gibberish
+    for p in report["probes"]:
+        assert set(p) >= {"name", "status", "value", "thresholds", "message", "hint", "branch"}
     m = report["metrics"]
     assert m["steps"] == 20 and set(m["accuracy"]) == {"+", "-"}
     assert abs(m["loss_at_init"] - m["ln_vocab"]) < 0.1
     run = tmp_path / report["run_dir"].split("/")[-1]
-    for rel in ("config.json", "report.json", "report.md", "loss_curve.png", "metrics/scalars.jsonl",
+    for rel in ("config.json", "report.json", "report.md", "report.html", "loss_curve.png", "metrics/scalars.jsonl",
                 "metrics/evals.jsonl", "samples/samples.jsonl", "checkpoints/step_20/checkpoint.pt"):
         assert (run / rel).is_file(), rel
     rec = json.loads((run / "metrics/scalars.jsonl").read_text().splitlines()[-1])
     assert set(rec) >= {"step", "loss", "lr", "weight_decay", "grad_norm", "tokens_per_s", "elapsed_s"}
     sample = json.loads((run / "samples/samples.jsonl").read_text().splitlines()[0])
     assert set(sample) >= {"step", "prompt", "generated_text"}
+
+    # `bitcheck report` re-renders it in every format, with the run's exit code
+    for fmt, needle in (("md", "# bitcheck quick-arith"), ("html", "<!doctype html>"), ("json", '"verdict"')):
+        shown = runner.invoke(app, ["report", str(run), "--format", fmt])
+        assert shown.exit_code == 1 and needle in shown.stdout
+    assert runner.invoke(app, ["report", str(tmp_path / "nothing")]).exit_code == 2
 
     # resume the same run for 10 more steps: it continues from step 20, in place
     again = runner.invoke(app, ["quick-arith", "--resume", str(run), "--steps", "30", "--json"])

@@ -90,3 +90,11 @@ def test_probes_import_nothing_from_bitcheck():
         for f in (root / pkg).glob("*.py"):
             for b in banned:
                 assert not re.search(rf"^\s*(from|import)\s+{b}\b", f.read_text(), re.M), (f, b)
+
+
+def test_explicit_skip_carries_its_reason():
+    """A subject can declare a probe inapplicable; the result is SKIP with that reason."""
+    from dataclasses import replace
+    s = replace(subject(), skip={"causal_leak": "bidirectional encoder by design"})
+    r = run_probes(s, names=["causal_leak"])[0]
+    assert r.status == "SKIP" and r.message == "bidirectional encoder by design"
