@@ -14,7 +14,8 @@ from rich.console import Console
 
 from bitcheck.config import PRESET_NOTES, PRESETS, ConfigError, preset_config
 from bitcheck.model import BitNet
-from bitcheck.rundir import RunDirError
+from bitcheck.report import clean, render_html, render_markdown, render_terminal
+from bitcheck.rundir import RunDir, RunDirError
 
 app = typer.Typer(
     help="bitcheck: is my BitNet b1.58 infrastructure broken, is the model too small or undertrained, "
@@ -80,7 +81,6 @@ def quick_arith(
     samples, checkpoints and report.{json,md}. Ctrl-C saves a checkpoint and the report (exit 130).
     """
     from bitcheck.quick import QuickOptions, run_quick
-    from bitcheck.report import clean, render_terminal
 
     if steps is not None and steps <= 0:
         _fail_usage(f"--steps must be positive, got {steps}")
@@ -114,8 +114,6 @@ def report(
     """
     from pathlib import Path
 
-    from bitcheck.report import clean, render_html, render_markdown, render_terminal
-    from bitcheck.rundir import RunDir
 
     if format not in (None, "md", "html", "json"):
         _fail_usage(f"unknown format {format!r}; choose md, html or json")
