@@ -6,6 +6,7 @@ Exit codes: 0 PASS, 1 FAIL, 2 usage error (one line on stderr, no traceback), 13
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from typing import Annotated, Optional
 
@@ -23,6 +24,13 @@ app = typer.Typer(
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+
+
+def _interrupt_on_sigterm() -> None:
+    """Treat SIGTERM (a scheduler's or `timeout`'s stop) like Ctrl-C: save, report, exit 130."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, handler)
 
 
 def _fail_usage(message: str) -> None:
@@ -78,7 +86,8 @@ def quick_arith(
 
     Stops as soon as + and - reach 90% exact-match on 500 held-out problems (PASS, exit 0);
     running out of steps or minutes first is a FAIL (exit 1). Writes OUT/<run_id>/ with metrics,
-    samples, checkpoints and report.{json,md}. Ctrl-C saves a checkpoint and the report (exit 130).
+    samples, checkpoints and report.{json,md,html}. Ctrl-C or SIGTERM saves a checkpoint and the
+    report (exit 130).
     """
     from bitcheck.quick import QuickOptions, run_quick
 
@@ -86,6 +95,7 @@ def quick_arith(
         _fail_usage(f"--steps must be positive, got {steps}")
     if minutes is not None and minutes <= 0:
         _fail_usage(f"--minutes must be positive, got {minutes}")
+    _interrupt_on_sigterm()
     opts = QuickOptions(task="arith", preset=preset, steps=steps, minutes=minutes, seed=seed, device=device,
                         out=out, ops=ops, precision=precision, compile=compile,
                         progress=sys.stderr.isatty())

@@ -12,7 +12,6 @@ kernels (the model always runs the fake-quantized training path).
 """
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn as nn

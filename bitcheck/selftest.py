@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from bitcheck.config import TrainConfig, preset_config
-from bitcheck.diagnostics import LogitsOnly, incremental_logits, make_watchers, probe_results, sampler, task_subject
+from bitcheck.diagnostics import LogitsOnly, make_watchers, probe_results, task_subject
 from bitcheck.model import Attention, BitLinear, BitNet, KVCache, activation_quant, apply_rope, sample_next, weight_quant
 from bitcheck.quick import task_batches
 from bitcheck.rundir import RunDir

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import difflib
 
-import torch
 
 from probes.core import Subject, Threshold, judge, probe
 

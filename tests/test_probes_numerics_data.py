@@ -3,7 +3,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers, decoders
 
 from bitcheck.diagnostics import LogitsOnly
-from bitcheck.selftest import _no_eps, _patch_bitlinear, bug_targets_unshifted
+from bitcheck.selftest import _no_eps, _patch_bitlinear
 from probe_helpers import part, result, subject
 from probes import TokenizerAdapter
 
@@ -69,7 +69,6 @@ def test_byte_level_bpe_passes():
 
 def test_unshifted_targets_are_caught():
     """targets == inputs (not shifted by one) is caught by the shifted share."""
-    from bitcheck.selftest import Setup  # noqa: F401  (the planted bug is shared with selftest)
     s = subject()
     batches = []
     for x, y in s.batches:
@@ -79,7 +78,7 @@ def test_unshifted_targets_are_caught():
     s.batches = batches
     r = result(s, "data_decode")
     assert r.status == "FAIL" and r.value["shifted_share"] < 0.5
-    assert callable(bug_targets_unshifted)
+    assert part(s, "data_decode") == "data/tokenizer"
 
 
 def test_out_of_range_ids_are_caught():
