@@ -16,9 +16,9 @@ import torch
 from probes.core import Subject, Threshold, judge, logits_of, probe
 
 # max |incremental - full| logits, relative to the logits' scale. Measured (selftest, tiny preset):
-# healthy 5e-7 at init and up to 1.6e-4 trained (float differences flip an int8 rounding now and
-# then); a KV-cache position offset: 0.55.
-KV_GAP = Threshold("relative_gap", warn=1e-2, fail=5e-2, source="healthy 5e-7..1.6e-4; position offset 0.55")
+# healthy 5e-7 at init and 1.6e-4..2.0e-3 trained, 3 seeds (float differences flip an int8
+# rounding now and then); a KV-cache position offset: 0.55.
+KV_GAP = Threshold("relative_gap", warn=1e-2, fail=5e-2, source="healthy 5e-7..2e-3; position offset 0.55")
 # Chi-square test of sampled frequencies against softmax(logits / T) at a fixed seed (20k draws
 # per temperature). Measured: healthy p 0.38; temperature ignored p 0.0 (underflows).
 SAMPLER_P = Threshold("min_p_value", warn=None, fail=1e-6, higher_is_worse=False,
