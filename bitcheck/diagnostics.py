@@ -36,13 +36,16 @@ def incremental_logits(model: LogitsOnly, idx: torch.Tensor) -> torch.Tensor:
     return torch.cat([inner(idx[:, t:t + 1], cache=cache)[0] for t in range(idx.shape[1])], dim=1)
 
 
-def sample_generate(model: LogitsOnly, idx: torch.Tensor, n: int) -> torch.Tensor:
-    """Free-running samples at temperature 1, prefixed with <bos> as in training; seeded by the prompt,
-    so a prompt always gets the same sample and different prompts get independent ones."""
-    bos = torch.full((idx.shape[0], 1), 1, dtype=idx.dtype, device=idx.device)
-    seed = zlib.crc32(str(idx.tolist()).encode())
-    out = model.inner.generate(torch.cat([bos, idx], dim=1), n, temperature=1.0, seed=seed)
-    return out[:, 1:]
+def sample_generator(bos_id: int):
+    """generate(model, idx, n): free-running samples at temperature 1, prefixed with the tokenizer's
+    <bos> as in training; seeded by the prompt, so a prompt always gets the same sample and different
+    prompts get independent ones."""
+    def generate(model: LogitsOnly, idx: torch.Tensor, n: int) -> torch.Tensor:
+        bos = torch.full((idx.shape[0], 1), bos_id, dtype=idx.dtype, device=idx.device)
+        seed = zlib.crc32(str(idx.tolist()).encode())
+        out = model.inner.generate(torch.cat([bos, idx], dim=1), n, temperature=1.0, seed=seed)
+        return out[:, 1:]
+    return generate
 
 
 def sampler(logits: torch.Tensor, temperature: float, top_k: int | None, generator) -> torch.Tensor:
@@ -78,7 +81,7 @@ def task_subject(model: BitNet, cfg: ModelConfig, task, batches, seed: int, watc
     return Subject(
         model=LogitsOnly(model), tokenizer=task.tokenizer, batches=[batches(i, 0) for i in range(n_batches)],
         texts=texts, prompts=prompts, vocab_size=cfg.vocab_size,
-        fresh_model=lambda: LogitsOnly(BitNet(cfg)), sampler=sampler, generate=sample_generate,
+        fresh_model=lambda: LogitsOnly(BitNet(cfg)), sampler=sampler, generate=sample_generator(task.tokenizer.bos_id),
         incremental_logits=incremental_logits, history=history, device=str(device),
         skip={"repetition": ANSWER_ONLY_SKIP, "gibberish": ANSWER_ONLY_SKIP} if answer_only else {})
 
