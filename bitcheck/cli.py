@@ -65,30 +65,22 @@ def presets(json_out: JsonOpt = False) -> None:
         console.print(f"  {r['name']}: {r['note']}", highlight=False)
 
 
-@app.command("quick-arith")
-def quick_arith(
-    preset: Annotated[Optional[str], typer.Option(help="Model preset (see `bitcheck presets`). "
-                                                  "Default: tiny on CPU, 5m on CUDA.")] = None,
-    minutes: Annotated[Optional[float], typer.Option(help="Wall-clock budget in minutes (default 15).")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Most training steps (default 3000).")] = None,
-    ops: Annotated[str, typer.Option(help="Operators to train on, from + - * / (/ is floor division).")] = "+-",
-    seed: Annotated[int, typer.Option(help="Seed for initialisation and training data.")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    precision: Annotated[Optional[str], typer.Option(help="fp32, bf16 or fp16 (CUDA). "
-                                                     "Default: fp32 on CPU, bf16 on CUDA.")] = None,
-    compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the training "
-                                                    "forward. Default: on for CPU (1.8x faster after ~35 s).")] = None,
-    out: Annotated[str, typer.Option(help="Folder that receives the run directory.")] = "runs",
-    resume: Annotated[Optional[str], typer.Option(help="Continue the run in this run directory.")] = None,
-    json_out: JsonOpt = False,
-) -> None:
-    """Train a tiny BitNet to do `25 + 17 = 42`, evaluate on held-out problems, give a verdict.
+PresetOpt = Annotated[Optional[str], typer.Option(help="Model preset (see `bitcheck presets`). "
+                                                   "Default: tiny on CPU, 5m on CUDA.")]
+MinutesOpt = Annotated[Optional[float], typer.Option(help="Wall-clock budget in minutes (default 15).")]
+StepsOpt = Annotated[Optional[int], typer.Option(help="Most training steps (default 3000).")]
+SeedOpt = Annotated[int, typer.Option(help="Seed for initialisation and training data.")]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
+PrecisionOpt = Annotated[Optional[str], typer.Option(help="fp32, bf16 or fp16 (CUDA). "
+                                                     "Default: fp32 on CPU, bf16 on CUDA.")]
+CompileOpt = Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the training "
+                                                    "forward. Default: on for CPU (1.7x faster after ~35 s).")]
+OutOpt = Annotated[str, typer.Option(help="Folder that receives the run directory.")]
+ResumeOpt = Annotated[Optional[str], typer.Option(help="Continue the run in this run directory.")]
 
-    Stops as soon as + and - reach 90% exact-match on 500 held-out problems (PASS, exit 0);
-    running out of steps or minutes first is a FAIL (exit 1). Writes OUT/<run_id>/ with metrics,
-    samples, checkpoints and report.{json,md,html}. Ctrl-C or SIGTERM saves a checkpoint and the
-    report (exit 130).
-    """
+
+def _quick(task: str, command: str, preset, minutes, steps, seed, device, precision, compile, out, resume,
+           json_out, ops: str = "+-") -> None:
     from bitcheck.quick import QuickOptions, run_quick
 
     if steps is not None and steps <= 0:
@@ -96,11 +88,11 @@ def quick_arith(
     if minutes is not None and minutes <= 0:
         _fail_usage(f"--minutes must be positive, got {minutes}")
     _interrupt_on_sigterm()
-    opts = QuickOptions(task="arith", preset=preset, steps=steps, minutes=minutes, seed=seed, device=device,
+    opts = QuickOptions(task=task, preset=preset, steps=steps, minutes=minutes, seed=seed, device=device,
                         out=out, ops=ops, precision=precision, compile=compile,
                         progress=sys.stderr.isatty())
     try:
-        report, code = run_quick(opts, resume=resume, command="quick-arith")
+        report, code = run_quick(opts, resume=resume, command=command)
     except (ConfigError, RunDirError) as e:
         _fail_usage(str(e))
         return
@@ -110,6 +102,57 @@ def quick_arith(
     else:
         render_terminal(report, Console())
     raise typer.Exit(code)
+
+
+@app.command("quick-arith")
+def quick_arith(
+    preset: PresetOpt = None, minutes: MinutesOpt = None, steps: StepsOpt = None,
+    ops: Annotated[str, typer.Option(help="Operators to train on, from + - * / (/ is floor division).")] = "+-",
+    seed: SeedOpt = 0, device: DeviceOpt = "auto", precision: PrecisionOpt = None, compile: CompileOpt = None,
+    out: OutOpt = "runs", resume: ResumeOpt = None, json_out: JsonOpt = False,
+) -> None:
+    """Train a tiny BitNet to do `25 + 17 = 42`, evaluate on held-out problems, give a verdict.
+
+    Stops as soon as + and - reach 90% exact-match on 500 held-out problems (PASS, exit 0);
+    running out of steps or minutes first is a FAIL (exit 1). Writes OUT/<run_id>/ with metrics,
+    samples, checkpoints and report.{json,md,html}. Ctrl-C or SIGTERM saves a checkpoint and the
+    report (exit 130).
+    """
+    _quick("arith", "quick-arith", preset, minutes, steps, seed, device, precision, compile, out, resume,
+           json_out, ops=ops)
+
+
+@app.command("quick-json")
+def quick_json(
+    preset: PresetOpt = None, minutes: MinutesOpt = None, steps: StepsOpt = None, seed: SeedOpt = 0,
+    device: DeviceOpt = "auto", precision: PrecisionOpt = None, compile: CompileOpt = None,
+    out: OutOpt = "runs", resume: ResumeOpt = None, json_out: JsonOpt = False,
+) -> None:
+    """Train a tiny BitNet on synthetic JSON records (`{"name": "Alice", "age": 25, "city": "Boston"}`).
+
+    Every 100 steps, 128 records sampled at temperature 1 are scored: the share that parse, the
+    share with exactly the schema, and their diversity (records and per field). PASS (exit 0) when
+    all four clear their bars (see the README); out of steps or minutes first is a FAIL (exit 1).
+    Run directory, report and Ctrl-C behave as in quick-arith.
+    """
+    _quick("json", "quick-json", preset, minutes, steps, seed, device, precision, compile, out, resume, json_out)
+
+
+@app.command("quick-python")
+def quick_python(
+    preset: PresetOpt = None, minutes: MinutesOpt = None, steps: StepsOpt = None, seed: SeedOpt = 0,
+    device: DeviceOpt = "auto", precision: PrecisionOpt = None, compile: CompileOpt = None,
+    out: OutOpt = "runs", resume: ResumeOpt = None, json_out: JsonOpt = False,
+) -> None:
+    """Train a tiny BitNet on small Python programs (def, if/else, for/while, return, print).
+
+    Every 100 steps, 64 programs sampled at temperature 1 after `def ` are scored: the share that
+    `ast.parse` accepts, the share consistently indented, and the share whose functions run (a
+    whitelisted syntax only, limited builtins, step and time limits). PASS (exit 0) when all three
+    clear their bars (see the README); otherwise as in quick-arith.
+    """
+    _quick("python", "quick-python", preset, minutes, steps, seed, device, precision, compile, out, resume,
+           json_out)
 
 
 @app.command()

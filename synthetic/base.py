@@ -80,6 +80,11 @@ class Task(ABC):
     name: str
     tokenizer: CharTokenizer
     stop_text: str = "\n"  # a completion ends at the first occurrence of this
+    # How the held-out prompts are completed: 0 = greedy (a task with one right answer), > 0 = sampled
+    # at that temperature (free-running text, scored for validity and diversity).
+    eval_temperature: float = 0.0
+    max_new_tokens: int = 8  # enough for the longest right completion
+    answer_only: bool = True  # quick runs take the loss on the answers only, unless told otherwise
 
     @abstractmethod
     def example_text(self, rng: random.Random) -> tuple[str, str]:
@@ -92,6 +97,10 @@ class Task(ABC):
     @abstractmethod
     def score(self, examples: list[Example], completions: list[str]) -> dict:
         """Scores of the completions (the text generated after each prompt, stop text removed)."""
+
+    @abstractmethod
+    def pass_criteria(self) -> dict[str, float]:
+        """score['per_group'] key -> the least value a PASS needs (every key must hold)."""
 
     def training_sequence(self, seed: int, index: int, length: int, answer_only: bool) -> tuple[list[int], list[int]]:
         """Token ids and loss mask (1 = train on this token) of `length` tokens: <bos>, then whole

@@ -83,7 +83,10 @@ def test_short_run_fails_with_json_report(tmp_path):
         assert set(p) >= {"name", "status", "value", "thresholds", "message", "hint", "branch"}
     m = report["metrics"]
     assert m["steps"] == 20 and set(m["accuracy"]) == {"+", "-"}
-    assert abs(m["loss_at_init"] - m["ln_vocab"]) < 0.1
+    # within the loss_at_init probe's WARN bar: on the answer tokens only (digits, '-', newline) a fresh
+    # tiny model measures ln(vocab) + 0.128..0.144 over data seeds 0-7; on uniform random targets
+    # every preset is within 0.1 (test_model.py)
+    assert abs(m["loss_at_init"] - m["ln_vocab"]) < 0.15
     run = tmp_path / report["run_dir"].split("/")[-1]
     for rel in ("config.json", "report.json", "report.md", "report.html", "loss_curve.png", "metrics/scalars.jsonl",
                 "metrics/evals.jsonl", "samples/samples.jsonl", "checkpoints/step_20/checkpoint.pt"):
@@ -105,3 +108,22 @@ def test_short_run_fails_with_json_report(tmp_path):
     assert json.loads(again.stdout)["metrics"]["steps"] == 30
     steps = [json.loads(l)["step"] for l in (run / "metrics/scalars.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps)) and steps[-1] == 30
+
+
+@pytest.mark.parametrize("command, keys", [
+    ("quick-json", {"parse", "schema", "diversity", "field_diversity"}),
+    ("quick-python", {"parse", "indent", "runs", "distinct"}),
+])
+def test_other_quick_commands_short_run(tmp_path, command, keys):
+    """quick-json / quick-python: same schema and exit codes as quick-arith; a 5-step run is FAIL;
+    resuming it as the other task is a usage error."""
+    result = runner.invoke(app, [command, *FAST, "--steps", "5", "--out", str(tmp_path), "--json"])
+    assert result.exit_code == 1, result.output[-2000:]
+    report = json.loads(result.stdout)
+    assert report["command"] == command and report["verdict"]["status"] == "FAIL"
+    assert set(report["metrics"]["accuracy"]) == keys
+    assert set(report["metrics"]["pass_criteria"]) <= keys
+    assert {p["name"] for p in report["probes"]} >= {"repetition", "gibberish", "data_decode"}
+    other = "quick-python" if command == "quick-json" else "quick-json"
+    _one_line_error(runner.invoke(app, [other, "--resume", report["run_dir"]]), "run, not")
+    _one_line_error(runner.invoke(app, [command, *FAST, "--preset", "nope"]), "unknown preset")

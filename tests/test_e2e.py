@@ -1,4 +1,4 @@
-"""End to end: the real `bitcheck quick-arith` learns arithmetic; Ctrl-C loses nothing."""
+"""End to end: the real quick commands reach PASS with healthy probes; Ctrl-C loses nothing."""
 import json
 import signal
 import subprocess
@@ -12,25 +12,42 @@ from typer.testing import CliRunner
 from bitcheck.cli import app
 
 
-@pytest.mark.slow
-def test_quick_arith_learns(tmp_path):
-    """The real default recipe, cut to 1500 steps, learns arithmetic and every probe stays healthy.
-
-    Held-out exact-match accuracy well above chance (1/200) is real learning. The step at which the
-    90% bar is met varies from run to run (README, "Choosing the recipe"), so this test asserts
-    learning and a verdict of OK or UNDERTRAINED, never a coin flip; PASS is measured in the README.
-    Measured: a slow run of seed 1 had 11-15% and loss 3.05 -> 0.54 at step 1500."""
-    result = CliRunner().invoke(app, ["quick-arith", "--device", "cpu", "--seed", "1", "--steps", "1500",
-                                      "--out", str(tmp_path), "--json"])
+def _healthy_pass(result, command):
+    """A healthy default run: exit 0, PASS / INFRASTRUCTURE OK, every probe PASS or SKIP with a reason."""
     report = json.loads(result.stdout)
-    m, v = report["metrics"], report["verdict"]
-    assert result.exit_code in (0, 1), result.output[-2000:]
-    assert v["category"] in ("INFRASTRUCTURE OK", "UNDERTRAINED"), v
-    bad = [(p["name"], p["message"]) for p in report["probes"] if p["status"] in ("FAIL", "ERROR")]
-    assert not bad, bad
-    assert (m["accuracy"]["+"] + m["accuracy"]["-"]) / 2 >= 0.05, m["accuracy"]
-    assert m["final_loss"] < 0.3 * m["loss_at_init"], (m["final_loss"], m["loss_at_init"])
-    assert (result.exit_code == 0) == (v["status"] == "PASS")
+    v = report["verdict"]
+    assert result.exit_code == 0, (v, report["metrics"].get("accuracy"), result.output[-2000:])
+    assert report["command"] == command and v["status"] == "PASS" and v["category"] == "INFRASTRUCTURE OK", v
+    not_ok = [(p["name"], p["status"], p["message"]) for p in report["probes"]
+              if p["status"] not in ("PASS", "SKIP") or p["status"] == "SKIP" and not p["message"]]
+    assert not not_ok, not_ok
+    m = report["metrics"]
+    assert all(m["accuracy"][k] >= bar for k, bar in m["pass_criteria"].items()), m["accuracy"]
+    assert m["final_loss"] < 0.5 * m["loss_at_init"], (m["final_loss"], m["loss_at_init"])
+    return report
+
+
+@pytest.mark.slow
+def test_quick_arith_passes(tmp_path):
+    """The real default recipe reaches PASS: + and - >= 90% on held-out problems, probes healthy.
+    Measured (README, "Choosing the quick-run recipes"): seeds 0-4 pass by step 1200-2000 of 3000;
+    seed 0 at 1400."""
+    result = CliRunner().invoke(app, ["quick-arith", "--device", "cpu", "--seed", "0", "--out", str(tmp_path),
+                                      "--json"])
+    report = _healthy_pass(result, "quick-arith")
+    assert report["metrics"]["steps"] < report["metrics"]["steps_planned"]  # stopped early, at PASS
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["quick-json", "quick-python"])
+def test_quick_json_and_python_pass(tmp_path, command):
+    """The other synthetic tasks reach PASS with every probe healthy, the free-running text probes
+    included (these tasks train on every token). Measured: json seeds 0-2 by step 500-600, python by
+    800-1000 of 3000."""
+    result = CliRunner().invoke(app, [command, "--device", "cpu", "--seed", "0", "--out", str(tmp_path), "--json"])
+    report = _healthy_pass(result, command)
+    ran = {p["name"] for p in report["probes"] if p["status"] == "PASS"}
+    assert {"repetition", "gibberish", "data_decode", "kv_cache_parity", "sampler"} <= ran, ran
 
 
 def _bitcheck(*args, **kw):
