@@ -67,13 +67,17 @@ def main() -> None:
                 curve = {e["step"]: {k: round(v, 3) for k, v in e["score"]["per_group"].items()} for e in evals}
             m = report["metrics"]
             scores = " ".join(f"{k} {v:.1%}" for k, v in m["accuracy"].items())
+            # every probe that is not PASS, so a healthy run's claim "all PASS or justified SKIP" is checked
+            other = {p["name"]: p["status"] for p in report["probes"] if p["status"] != "PASS"}
             print(f"{args.task:6} {name:12} {m['preset']:6} {seed:>4} {report['verdict']['status']:7} {m['steps']:>6} "
-                  f"{m['elapsed_s']:>8.1f} {m['tokens_per_s'] or 0:>8,.0f}  {scores}", flush=True)
+                  f"{m['elapsed_s']:>8.1f} {m['tokens_per_s'] or 0:>8,.0f}  {scores}  {report['verdict']['category']}; "
+                  f"not PASS: {other or 'none'}", flush=True)
             if args.log:
                 with open(args.log, "a") as f:
                     f.write(json.dumps({"task": args.task, "variant": name, "seed": seed, "verdict": report["verdict"]["status"],
                                         **{k: m[k] for k in ("preset", "steps", "elapsed_s", "accuracy",
-                                                             "tokens_per_s")}, "curve": curve}) + "\n")
+                                                             "tokens_per_s")}, "curve": curve,
+                                        "category": report["verdict"]["category"], "probes_not_pass": other}) + "\n")
 
 
 if __name__ == "__main__":

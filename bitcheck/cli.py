@@ -33,6 +33,16 @@ def _interrupt_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def _show(report: dict, json_out: bool, code: int) -> None:
+    """The report on stdout (JSON with --json, the summary on stderr then), and the exit code."""
+    if json_out:
+        typer.echo(json.dumps(clean(report), indent=2))
+        render_terminal(report, Console(stderr=True))
+    else:
+        render_terminal(report, Console())
+    raise typer.Exit(code)
+
+
 def _fail_usage(message: str) -> None:
     Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
@@ -96,12 +106,7 @@ def _quick(task: str, command: str, preset, minutes, steps, seed, device, precis
     except (ConfigError, RunDirError) as e:
         _fail_usage(str(e))
         return
-    if json_out:
-        typer.echo(json.dumps(clean(report), indent=2))
-        render_terminal(report, Console(stderr=True))
-    else:
-        render_terminal(report, Console())
-    raise typer.Exit(code)
+    _show(report, json_out, code)
 
 
 @app.command("quick-arith")
@@ -153,6 +158,46 @@ def quick_python(
     """
     _quick("python", "quick-python", preset, minutes, steps, seed, device, precision, compile, out, resume,
            json_out)
+
+
+@app.command()
+def diagnose(
+    checkpoint: Annotated[str, typer.Argument(help="A checkpoint: ours (checkpoint.pt), a PyTorch state dict "
+                                              "(raw or nested under model / model_state_dict / state_dict), or "
+                                              ".safetensors.")],
+    out: Annotated[Optional[str], typer.Option(help="Also write report.{json,md,html} into this new folder.")] = None,
+    device: DeviceOpt = "auto",
+    json_out: JsonOpt = False,
+) -> None:
+    """Probe a saved BitNet and give a verdict, without training.
+
+    Our checkpoints: every probe that applies, the task score, and the decision tree. Foreign files
+    without model code: the tensor probes (NaN/Inf, latent weights and dead rows, the Hugging Face
+    packed layout and its scale convention). The input file is never modified. Exit 0 PASS, 1 FAIL,
+    2 when the file is not a readable checkpoint.
+    """
+    from pathlib import Path
+
+    from bitcheck.diagnose import DiagnoseError
+    from bitcheck.diagnose import diagnose as run_diagnose
+    from bitcheck.report import write_report
+
+    try:
+        report, code = run_diagnose(checkpoint, device=device)
+        if out:
+            target = Path(out)
+            if target.exists() and any(target.iterdir()):
+                raise DiagnoseError(f"--out {out} exists and is not empty; give a new folder")
+            try:
+                target.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise DiagnoseError(f"cannot write to output directory {out} ({e.strerror})") from None
+            report["run_dir"] = str(target)
+            write_report(RunDir(target), report)
+    except DiagnoseError as e:
+        _fail_usage(str(e))
+        return
+    _show(report, json_out, code)
 
 
 @app.command()

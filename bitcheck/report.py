@@ -83,7 +83,8 @@ def render_markdown(report: dict) -> str:
     if m.get("failures"):
         lines += ["", "## Wrong answers (first few)", "", "| prompt | expected | got |", "| --- | --- | --- |"]
         lines += [f"| `{f['prompt']}` | `{f['expected']}` | `{f['got']!r}` |" for f in m["failures"]]
-    lines += ["", f"Run directory: `{report['run_dir']}`", ""]
+    if report.get("run_dir"):
+        lines += ["", f"Run directory: `{report['run_dir']}`", ""]
     return "\n".join(lines)
 
 
@@ -188,6 +189,7 @@ def render_html(report: dict, scalars: list[dict], evals: list[dict]) -> str:
     figs = ([("Loss curve", loss_figure(scalars, evals))] if scalars else []) + probe_figures(report)
     plots = "".join(f"<h3>{e(t)}</h3><img alt='{e(t)}' src='data:image/png;base64,{_png_b64(f)}'>" for t, f in figs)
     steps = "".join(f"<li>{e(s)}</li>" for s in v["next_steps"])
+    run_line = f"<p>Run directory: <code>{e(report['run_dir'])}</code></p>" if report.get("run_dir") else ""
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>bitcheck {e(report['command'])}</title>
 <style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto;padding:0 1em}}
 table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 6px;vertical-align:top}}
@@ -197,7 +199,7 @@ table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;pad
 <p>{e(v['diagnosis'])}</p><ul>{steps}</ul></div>
 <h2>Probes</h2><table><tr><th>probe</th><th>status</th><th>value</th><th>message</th><th>hint</th></tr>{rows}</table>
 <h2>Metrics</h2><table>{metrics}</table><h2>Plots</h2>{plots}
-<p>Run directory: <code>{e(report['run_dir'])}</code></p></body></html>
+{run_line}</body></html>
 """
 
 
@@ -227,5 +229,6 @@ def render_terminal(report: dict, console) -> None:
         console.print(pt)
     style = "green" if v["status"] == "PASS" else "red"
     body = v["diagnosis"] + "\n\nNext steps:\n" + "\n".join(f"  - {s}" for s in v["next_steps"])
-    body += f"\n\nRun directory: {report['run_dir']}"
+    if report.get("run_dir"):
+        body += f"\n\nRun directory: {report['run_dir']}"
     console.print(Panel(body, title=f"[bold {style}]{_headline(v)}", border_style=style))

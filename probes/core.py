@@ -112,9 +112,10 @@ class TokenizerAdapter:
 
 @dataclass
 class Subject:
-    """Everything a probe may look at. Only `model` is required; a probe that needs a missing
-    piece is SKIP with the reason."""
-    model: nn.Module
+    """Everything a probe may look at. A probe that needs a missing piece is SKIP with the reason.
+    Without a model (`model=None`, only `tensors`: a checkpoint without its code) only the tensor
+    probes run; with a model they do not (the model probes check the same and more)."""
+    model: nn.Module | None
     tokenizer: Any = None  # encode/decode (wrap foreign ones in TokenizerAdapter)
     batches: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # the exact (x, y) the trainer feeds; y=-1 ignored
     texts: list[str] | None = None  # reference text (training distribution) for decode/gibberish/repetition
@@ -127,6 +128,7 @@ class Subject:
     history: dict = field(default_factory=dict)  # training-time records: flip_rates, update_ratios, losses
     layer_pattern: str | None = None  # regex over module names, for quantized layers we cannot recognise
     skip: dict[str, str] = field(default_factory=dict)  # probe name -> why it does not apply (SKIP)
+    tensors: dict[str, torch.Tensor] | None = None  # a checkpoint's tensors, for the tensor probes
     device: str = "cpu"
 
     def __post_init__(self):
@@ -169,7 +171,8 @@ class ProbeSpec:
     branch: str
     needs: tuple[str, ...]
     doc: str
-    kind: str  # "static" (weights only), "dynamic" (runs the model), "training" (needs training history)
+    kind: str  # "static" (weights only), "dynamic" (runs the model), "training" (needs training history),
+    #            "tensors" (a checkpoint's tensors, no model code)
 
 
 REGISTRY: dict[str, ProbeSpec] = {}
@@ -185,14 +188,19 @@ def probe(name: str, branch: str, needs: tuple[str, ...] = (), kind: str = "dyna
     return deco
 
 
+NO_MODEL = "no model code: only the checkpoint's tensors were probed (give the model to run this probe)"
+
+
 def run_probe(spec: ProbeSpec, subject: Subject) -> ProbeResult:
     if spec.name in subject.skip:
         return ProbeResult(spec.name, SKIP, None, subject.skip[spec.name], branch=spec.branch)
+    if subject.model is None and spec.kind != "tensors":
+        return ProbeResult(spec.name, SKIP, None, NO_MODEL, branch=spec.branch)
     missing = [n for n in spec.needs if not getattr(subject, n, None)]
     if missing:
         return ProbeResult(spec.name, SKIP, None, f"needs {', '.join(missing)}, which this subject lacks",
                            branch=spec.branch)
-    was_training = subject.model.training
+    was_training = subject.model.training if subject.model is not None else False
     try:
         result = spec.fn(subject)
         result.branch = result.branch or spec.branch
@@ -202,12 +210,15 @@ def run_probe(spec: ProbeSpec, subject: Subject) -> ProbeResult:
         return ProbeResult(spec.name, ERROR, None, f"probe raised {tb}", branch=spec.branch,
                            details={"traceback": traceback.format_exc(limit=5)})
     finally:
-        subject.model.train(was_training)
+        if subject.model is not None:
+            subject.model.train(was_training)
 
 
 def run_probes(subject: Subject, names: list[str] | None = None, kinds: tuple[str, ...] | None = None
                ) -> list[ProbeResult]:
     specs = [REGISTRY[n] for n in names] if names else list(REGISTRY.values())
+    if subject.model is not None and not names:
+        specs = [s for s in specs if s.kind != "tensors"]
     if kinds:
         specs = [s for s in specs if s.kind in kinds]
     return [run_probe(s, subject) for s in specs]

@@ -20,6 +20,7 @@ import ast
 import random
 import sys
 import time
+import warnings
 
 from synthetic.base import CharTokenizer, Example, Task
 
@@ -166,12 +167,21 @@ class _Limit(Exception):
     pass
 
 
+def parses(source: str) -> ast.Module | None:
+    """The syntax tree, or None; quiet (a sample like `3if` makes the parser warn, not just fail)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SyntaxWarning)
+        try:
+            return ast.parse(source)
+        except (SyntaxError, ValueError):
+            return None
+
+
 def run_program(source: str) -> tuple[bool, str]:
     """Execute a sample under the limits; (ran, why not). Every function it defines must run: those
     the program does not call itself are called with argument 1 for each parameter."""
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError):
+    tree = parses(source)
+    if tree is None:
         return False, "does not parse"
     if not safe_to_run(tree):
         return False, "uses syntax outside the subset"
@@ -241,11 +251,7 @@ class PythonTask(Task):
         failures = []
         for ex, got in zip(examples, completions):
             source = ex.prompt + got
-            try:
-                ast.parse(source)
-                parsed += 1
-            except (SyntaxError, ValueError):
-                pass
+            parsed += parses(source) is not None
             indented += indentation_ok(source)
             ok, why = run_program(source)
             ran += ok

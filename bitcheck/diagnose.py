@@ -1,0 +1,183 @@
+"""`bitcheck diagnose CHECKPOINT`: probe a saved BitNet, ours or a user's own.
+
+    report, code = diagnose("runs/arithmetic-s0-.../checkpoints/step_1300/checkpoint.pt")
+
+- Our checkpoints (configs, tokenizer and task inside): the model is rebuilt and every probe that
+  applies runs, the task is scored, and the tree gives the verdict as after training (the loss
+  curve is read from the run directory when the checkpoint still sits in one).
+- Foreign PyTorch files (a raw state dict, or one nested under `model`, `model_state_dict` or
+  `state_dict`; `_orig_mod.` and `module.` prefixes stripped) and `.safetensors`: without the model
+  code only the tensor probes run (probes/tensors.py): NaN/Inf, latent weights and dead rows, the
+  HF packed layout and its scale convention.
+
+The input file is only read (tested by hashing). A file that is not a checkpoint is a
+DiagnoseError: one line, exit 2. Not covered yet: user model factories (`--model`), user
+tokenizers, `conform` and `export` (see the README's roadmap).
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import torch
+
+from bitcheck.config import ConfigError, ModelConfig
+from bitcheck.diagnostics import probe_results, task_subject
+from bitcheck.model import BitNet
+from bitcheck.quick import build_task, complete, task_batches
+from bitcheck.rundir import RunDir
+from bitcheck.train import resolve_device
+from bitcheck.verdict import decide
+from probes import Subject
+
+NESTED_KEYS = ("model_state_dict", "state_dict", "model")  # where trainers nest the weights
+PREFIXES = ("_orig_mod.", "module.")  # torch.compile and DistributedDataParallel wrappers
+OURS = ("model_state_dict", "model_config", "tokenizer")
+
+
+class DiagnoseError(ValueError):
+    """A user mistake about the input: one line, exit 2."""
+
+
+def load_file(path: str | Path) -> tuple[object, str]:
+    """(contents, format) of a .safetensors or PyTorch file; anything else is a DiagnoseError."""
+    p = Path(path)
+    if not p.is_file():
+        raise DiagnoseError(f"{path}: no such file")
+    if p.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file as load_safetensors
+        try:
+            return load_safetensors(str(p)), "safetensors"
+        except (SafetensorError, OSError, ValueError) as e:
+            raise DiagnoseError(f"{path} is not a readable safetensors file ({_first_line(e)})") from None
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True), "pytorch"
+    except Exception as e:  # torch raises many types for truncated, foreign or unsafe pickles
+        raise DiagnoseError(f"{path} is not a readable PyTorch checkpoint ({_first_line(e)})") from None
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:160]
+
+
+def find_state_dict(obj: object, path: str) -> tuple[dict[str, torch.Tensor], str | None]:
+    """The tensors of a raw or nested state dict, and the key they were nested under."""
+    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return obj, None
+    if isinstance(obj, dict):
+        for key in NESTED_KEYS:
+            inner = obj.get(key)
+            if isinstance(inner, dict) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
+                return inner, key
+    what = f"a dict with keys {sorted(map(str, obj))[:6]}" if isinstance(obj, dict) else f"a {type(obj).__name__}"
+    raise DiagnoseError(f"{path} holds {what}, not a state dict (tensors at the top level or under "
+                        f"{', '.join(NESTED_KEYS)})")
+
+
+def strip_prefixes(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Remove wrapper prefixes (`_orig_mod.`, `module.`, in any order and repetition) from every key."""
+    out, seen = {}, set()
+    for key, value in sd.items():
+        changed = True
+        while changed:
+            changed = False
+            for prefix in PREFIXES:
+                if key.startswith(prefix):
+                    key, changed = key[len(prefix):], True
+                    seen.add(prefix)
+        out[key] = value
+    return out, sorted(seen)
+
+
+def diagnose(path: str | Path, device: str = "auto") -> tuple[dict, int]:
+    """Probe a checkpoint file. Returns (report, exit code 0 PASS / 1 FAIL)."""
+    try:
+        dev = str(resolve_device(device))
+    except ConfigError as e:
+        raise DiagnoseError(str(e)) from None
+    obj, fmt = load_file(path)
+    if isinstance(obj, dict) and all(k in obj for k in OURS):
+        report = _diagnose_ours(obj, Path(path), dev)
+    else:
+        report = _diagnose_tensors(obj, Path(path), fmt)
+    return report, 0 if report["verdict"]["status"] == "PASS" else 1
+
+
+def _diagnose_ours(ckpt: dict, path: Path, device: str) -> dict:
+    try:
+        mcfg = ModelConfig.from_dict(json.loads(ckpt["model_config"]))
+        task_meta = json.loads(ckpt.get("task") or "{}")
+        train = json.loads(ckpt.get("train_config") or "{}")
+    except (ValueError, TypeError) as e:
+        raise DiagnoseError(f"{path}: checkpoint metadata is unreadable ({_first_line(e)})") from None
+    sd, prefixes = strip_prefixes(ckpt["model_state_dict"])
+    model = BitNet(mcfg)
+    try:
+        model.load_state_dict(sd)
+    except RuntimeError as e:
+        raise DiagnoseError(f"{path}: weights do not fit the stored model config ({_first_line(e)})") from None
+    model.to(device).eval()
+    name = task_meta.get("name")
+    try:
+        task = build_task(name, task_meta.get("ops") or "+-")
+    except ValueError:
+        raise DiagnoseError(f"{path}: unknown task {name!r} in the checkpoint") from None
+    if task.tokenizer.to_json() != ckpt["tokenizer"]:
+        raise DiagnoseError(f"{path}: the stored tokenizer does not match the {name!r} task's")
+    if task.tokenizer.vocab_size != mcfg.vocab_size:
+        raise DiagnoseError(f"{path}: the tokenizer has {task.tokenizer.vocab_size} tokens but the model "
+                            f"{mcfg.vocab_size}")
+    seed = int(train.get("seed", 0))
+    answer_only = task_meta.get("answer_only", task.answer_only)
+    batches = task_batches(task, seed, min(int(train.get("batch_size", 16)), 16), int(train.get("seq_len", 64)),
+                           answer_only)
+    subject = task_subject(model, mcfg, task, batches, seed, answer_only=answer_only)
+    probes = probe_results(subject)
+    examples = task.held_out()
+    completions = complete(model, task.tokenizer, [e.prompt for e in examples], task.max_new_tokens,
+                           task.stop_text, task.eval_temperature, seed=1234)
+    score = task.score(examples, completions)
+    criteria = task.pass_criteria()
+    passed = all(score["per_group"].get(k, 0.0) >= v for k, v in criteria.items())
+    run = _run_dir_of(path)
+    step = int(ckpt.get("step", 0))
+    scalars = [r for r in run.read_jsonl(run.metrics) if r.get("step", 0) <= step] if run else []
+    metrics = {"file": str(path), "format": "bitcheck checkpoint", "task": name, "steps": step,
+               "params": model.num_params(), "vocab_size": mcfg.vocab_size, "ln_vocab": math.log(mcfg.vocab_size),
+               "prefixes_stripped": prefixes, "accuracy": score["per_group"], "pass_criteria": criteria,
+               "failures": score["failures"], "final_loss": scalars[-1]["loss"] if scalars else None}
+    verdict = decide(probes, metrics, scalars, passed, str(run.path) if run else str(path))
+    return {"command": "diagnose", "verdict": verdict, "metrics": metrics, "probes": probes,
+            "run_dir": str(run.path) if run else None}
+
+
+def _run_dir_of(path: Path) -> RunDir | None:
+    """The run directory holding runs/<id>/checkpoints/step_N/checkpoint.pt, if it is one."""
+    parents = path.resolve().parents
+    if len(parents) > 2 and parents[1].name == "checkpoints":
+        run = RunDir(parents[2])
+        if run.metrics.is_file():
+            return run
+    return None
+
+
+def _diagnose_tensors(obj: object, path: Path, fmt: str) -> dict:
+    sd, nested = find_state_dict(obj, str(path))
+    sd, prefixes = strip_prefixes(sd)
+    probes = probe_results(Subject(model=None, tensors=sd))
+    metrics = {"file": str(path), "format": fmt if fmt == "safetensors" else "state dict",
+               "nested_under": nested, "prefixes_stripped": prefixes, "tensors": len(sd),
+               "params": sum(v.numel() for v in sd.values())}
+    verdict = decide(probes, metrics, [], None, str(path))
+    if verdict["status"] == "PASS":
+        ran = [p["name"] for p in probes if p["status"] == "PASS"]
+        verdict.update(category="TENSORS OK", diagnosis=(
+            f"The tensors show no bug ({', '.join(ran)}). Without the model code the dynamic probes (STE "
+            "gradients, quantization applied, causality, KV cache, sampler, generation) did not run."),
+            next_steps=["Load the weights into your model and run every probe from Python: "
+                        "`probes.run_probes(probes.Subject(model=your_model, tokenizer=...))` (README, Diagnose).",
+                        "Run `bitcheck quick-arith` with your trainer's settings to compare a known-good run."])
+    return {"command": "diagnose", "verdict": verdict, "metrics": metrics, "probes": probes, "run_dir": None}
