@@ -201,6 +201,114 @@ def diagnose(
 
 
 @app.command()
+def export(
+    checkpoint: Annotated[str, typer.Argument(help="A checkpoint written by bitcheck (checkpoint.pt).")],
+    out: Annotated[str, typer.Option(help="New folder for model.safetensors and manifest.json.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Pack the ternary weights 2 bits each (Hugging Face BitNet layout, weight_scale = 1/mean|W|)
+    with the other tensors and a JSON manifest, then check the packed integer inference path
+    against the training forward (the parity probe). Exit 0 when parity holds, 1 when it does not,
+    2 for a bad CHECKPOINT or --out.
+    """
+    import torch
+
+    from bitcheck.diagnostics import LogitsOnly
+    from bitcheck.export import ExportError, load_packed
+    from bitcheck.export import export as run_export
+    from bitcheck.rundir import load_checkpoint
+    from probes import Subject, run_probes
+
+    try:
+        manifest = run_export(checkpoint, out)
+        packed = load_packed(out)
+    except ExportError as e:
+        _fail_usage(str(e))
+        return
+    from bitcheck.config import ModelConfig
+    ckpt = load_checkpoint(checkpoint)
+    model = BitNet(ModelConfig.from_dict(json.loads(ckpt["model_config"])))
+    model.load_state_dict(ckpt["model_state_dict"])
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, model.config.vocab_size, (8, min(64, model.config.block_size)), generator=g)
+    parity = run_probes(Subject(model=LogitsOnly(model), inference_model=LogitsOnly(packed), batches=[(x, x)]),
+                        names=["inference_parity"])[0].to_dict()
+    result = {"command": "export", "out": out, "manifest": manifest, "parity": parity}
+    b = manifest["bytes"]
+    if json_out:
+        typer.echo(json.dumps(clean(result), indent=2))
+    else:
+        console = Console()
+        console.print(f"exported {len(manifest['layers'])} packed layers to {out}: {b['packed_file']:,} bytes vs "
+                      f"{b['fp32_weights']:,} fp32 ({b['ratio_vs_fp32']:.1%}); checkpoint file "
+                      f"{b['checkpoint_file']:,} bytes", highlight=False)
+        color = "green" if parity["status"] == "PASS" else "red"
+        console.print(f"[{color}]{parity['status']}[/] inference_parity: {parity['message']}", highlight=False)
+    raise typer.Exit(0 if parity["status"] == "PASS" else 1)
+
+
+def _import_object(spec: str, what: str):
+    """'package.module:Name' -> the object; a bad spec, module or name is a usage error."""
+    import importlib
+    import os
+
+    if ":" not in spec or not all(spec.split(":", 1)):
+        _fail_usage(f"{what} {spec!r} must look like module.path:Name")
+    module_name, attr = spec.split(":", 1)
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # the user's own code, run from their project
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as e:  # noqa: BLE001 - any import failure of user code is their error to read
+        _fail_usage(f"cannot import {module_name!r} for {what}: {type(e).__name__}: {e}")
+    if not hasattr(module, attr):
+        _fail_usage(f"module {module_name!r} has no attribute {attr!r}")
+    return getattr(module, attr)
+
+
+@app.command()
+def conform(
+    layer: Annotated[str, typer.Argument(help="Your quantized linear layer, as module.path:LayerClass, built "
+                                         "as LayerClass(in_features, out_features).")],
+    factory: Annotated[Optional[str], typer.Option(help="module.path:function(in_features, out_features) -> "
+                                                   "layer, when the class needs more arguments.")] = None,
+    examples: Annotated[int, typer.Option(help="Hypothesis examples per property.")] = 100,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run the BitNet b1.58 property tests against YOUR BitLinear (hypothesis, shrunk counterexamples).
+
+    Properties: ternary weights times one scale; the mean|W| scale convention with ties rounded to
+    even; per-token int8 activations; STE gradients equal the reference; finite on all-zero rows;
+    deterministic. Each failure prints hypothesis' minimal example and the fix. Exit 0 when all
+    hold, 1 when any fails, 2 for a bad LAYER or --factory.
+    """
+    from probes.conform import check_layer
+
+    if examples <= 0:
+        _fail_usage(f"--examples must be positive, got {examples}")
+    cls = _import_object(layer, "LAYER")
+    make = _import_object(factory, "--factory") if factory else cls
+    results = [r.to_dict() for r in check_layer(lambda i, o: make(i, o), max_examples=examples)]
+    failed = [r for r in results if r["status"] != "PASS"]
+    if json_out:
+        typer.echo(json.dumps({"command": "conform", "layer": layer, "properties": results}, indent=2))
+    else:
+        from rich.table import Table
+        console = Console()
+        table = Table(title=f"bitcheck conform {layer}")
+        for col in ("property", "status", "message"):
+            table.add_column(col)
+        for r in results:
+            table.add_row(r["name"], f"[{'green' if r['status'] == 'PASS' else 'red'}]{r['status']}", r["message"])
+        console.print(table)
+        for r in failed:
+            console.print(f"[bold red]{r['name']}[/]: minimal counterexample {json.dumps(r['counterexample'])}",
+                          highlight=False, soft_wrap=True)
+            console.print(f"  fix: {r['hint']}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1 if failed else 0)
+
+
+@app.command()
 def report(
     run_dir: Annotated[str, typer.Argument(help="A run directory (holds report.json).")],
     format: Annotated[Optional[str], typer.Option("--format", help="md, html or json on stdout; "

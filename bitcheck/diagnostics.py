@@ -12,6 +12,7 @@ import zlib
 import torch
 
 from bitcheck.config import ModelConfig
+from bitcheck.export import packed_model
 from bitcheck.model import BitNet, KVCache, sample_next
 from probes import Subject, run_probes
 from probes.gradients import UpdateWatch
@@ -83,6 +84,7 @@ def task_subject(model: BitNet, cfg: ModelConfig, task, batches, seed: int, watc
         texts=texts, prompts=prompts, vocab_size=cfg.vocab_size,
         fresh_model=lambda: LogitsOnly(BitNet(cfg)), sampler=sampler, generate=sample_generator(task.tokenizer.bos_id),
         incremental_logits=incremental_logits, history=history, device=str(device),
+        inference_model=LogitsOnly(packed_model(model)),  # the deployment path, for the parity probe
         skip={"repetition": ANSWER_ONLY_SKIP, "gibberish": ANSWER_ONLY_SKIP} if answer_only else {})
 
 

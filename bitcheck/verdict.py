@@ -31,7 +31,7 @@ NEXT_STEPS = {
     "loss/causality": ["Check the causal mask and that targets never appear in the inputs.",
                        "Initialise so the step-0 loss is ln(vocab)."],
     "optimizer": ["Lower the learning rate; check warmup and that weight decay skips norms/embeddings."],
-    "quantization": ["Compare your BitLinear with probes/reference.py (`bitcheck conform` when available).",
+    "quantization": ["Run the property tests on your layer: `bitcheck conform your.module:BitLinear`.",
                      "Scale convention: ternary codes times mean|W| in training."],
     "gradients/STE": ["Write both quantizers as x + (q(x) - x).detach() so gradients reach the latents.",
                       "Overfit one batch: it must reach near-zero loss."],

@@ -129,6 +129,7 @@ class Subject:
     layer_pattern: str | None = None  # regex over module names, for quantized layers we cannot recognise
     skip: dict[str, str] = field(default_factory=dict)  # probe name -> why it does not apply (SKIP)
     tensors: dict[str, torch.Tensor] | None = None  # a checkpoint's tensors, for the tensor probes
+    inference_model: nn.Module | None = None  # the packed/integer deployment path of `model` (parity)
     device: str = "cpu"
 
     def __post_init__(self):

@@ -1,0 +1,70 @@
+"""Train/inference parity: the packed integer deployment path must compute what training computed.
+
+The subject's `inference_model` is the model rebuilt from its exported form (ternary codes packed,
+int8 activations, integer accumulation, scales applied once at the end), with the same module
+names as `model`. Two measurements on the first batch:
+- per layer: each quantized layer's input is captured during the training forward and fed to the
+  inference model's layer of the same name; outputs must agree to float rounding;
+- end to end: the greedy (argmax) next tokens of both models must agree.
+End-to-end logits are reported but not judged: a float32 rounding difference can flip one int8
+activation code at a rounding boundary in the next layer, which moves the logits by ~1e-3 in a
+healthy model (measured below) without being a bug. A scale convention flipped between export
+and inference, a layer exported without quantization, or an activation quantizer that differs
+between the two paths shows up as a layer gap of order 1.
+"""
+from __future__ import annotations
+
+import torch
+
+from probes.core import Subject, Threshold, first_batch, judge, logits_of, probe, quant_layers
+
+# max over layers of ||inference(x) - training(x)|| / ||training(x)|| on the same input. Measured
+# (tests/test_export.py): healthy tiny models 2.8e-7..3.0e-7 (float32 vs exact integer accumulation;
+# 3 seeds); weight_scale multiplied instead of divided 4e3.
+LAYER_GAP = Threshold("max_layer_gap", warn=1e-5, fail=1e-3, source="healthy 3e-7; flipped scale 4e3")
+# share of positions whose greedy token differs. Healthy: 0 of 512 (3 seeds); flipped scale: 0.91. A
+# near-tie may flip a position without a bug, hence the room before WARN.
+DISAGREE = Threshold("greedy_disagreement", warn=0.01, fail=0.05, source="healthy 0; flipped scale 0.91")
+
+
+@probe("inference_parity", branch="quantization", needs=("inference_model", "batches"), kind="static")
+def inference_parity(s: Subject):
+    """The packed integer inference path gives the training forward's layer outputs and greedy tokens."""
+    x, _ = first_batch(s)
+    x = x[:8]
+    train_layers = dict(quant_layers(s.model, s.layer_pattern))
+    infer_modules = dict(s.inference_model.named_modules())
+    inputs: dict[str, torch.Tensor] = {}
+
+    def capture(name):
+        def hook(module, args, output):  # returns None: a forward hook's return value replaces the output
+            inputs.setdefault(name, args[0].detach())
+        return hook
+    hooks = [m.register_forward_hook(capture(n)) for n, m in train_layers.items() if n in infer_modules]
+    try:
+        with torch.no_grad():
+            train = logits_of(s.model.eval(), x).double()
+    finally:
+        for h in hooks:
+            h.remove()
+    gaps = {}
+    with torch.no_grad():
+        for name, inp in inputs.items():
+            ref_out = train_layers[name](inp).double()
+            out = infer_modules[name](inp).double()
+            gaps[name] = float((out - ref_out).norm() / ref_out.norm().clamp(min=1e-30))
+        infer = logits_of(s.inference_model.eval(), x).double()
+    if not gaps:
+        return judge("inference_parity", None, [LAYER_GAP], "no quantized layer of the model has a namesake "
+                     "in the inference model", "", "quantization")
+    worst = max(gaps, key=gaps.get)
+    disagree = float((infer.argmax(-1) != train.argmax(-1)).double().mean())
+    logit_gap = float((infer - train).norm() / train.norm().clamp(min=1e-30))
+    values = {"max_layer_gap": gaps[worst], "greedy_disagreement": disagree}
+    return judge("inference_parity", values, [LAYER_GAP, DISAGREE],
+                 f"packed integer path vs training: worst layer gap {gaps[worst]:.2e} ({worst}); greedy tokens "
+                 f"differ at {disagree:.1%} of positions; logit gap {logit_gap:.1e}",
+                 "The exported weights or the inference BitLinear disagree with training: check the "
+                 "weight_scale convention (multiply by mean|W| or divide by 1/mean|W|, never mixed) and that "
+                 "inference quantizes activations per token exactly as training does.",
+                 "quantization", details={"layer_gaps": gaps, "logit_gap": logit_gap}, values=values)
