@@ -5,7 +5,8 @@ int8 activations, integer accumulation, scales applied once at the end), with th
 names as `model`. Two measurements on the first batch:
 - per layer: each quantized layer's input is captured during the training forward and fed to the
   inference model's layer of the same name; outputs must agree to float rounding;
-- end to end: the greedy (argmax) next tokens of both models must agree.
+- end to end: the greedy (argmax) next tokens of both models must agree wherever the training
+  model's choice is not a near-tie.
 End-to-end logits are reported but not judged: a float32 rounding difference can flip one int8
 activation code at a rounding boundary in the next layer, which moves the logits by ~1e-3 in a
 healthy model (measured below) without being a bug. A scale convention flipped between export
@@ -22,8 +23,12 @@ from probes.core import Subject, Threshold, first_batch, judge, logits_of, probe
 # (tests/test_export.py): healthy tiny models 2.8e-7..3.0e-7 (float32 vs exact integer accumulation;
 # 3 seeds); weight_scale multiplied instead of divided 4e3.
 LAYER_GAP = Threshold("max_layer_gap", warn=1e-5, fail=1e-3, source="healthy 3e-7; flipped scale 4e3")
-# share of positions whose greedy token differs. Healthy: 0 of 512 (3 seeds); flipped scale: 0.91. A
-# near-tie may flip a position without a bug, hence the room before WARN.
+# share of positions whose greedy token differs, counted where the training model's top choice leads
+# the runner-up by more than MARGIN nats: at a near-tie a 1e-3 logit wobble (see above) legitimately
+# flips the argmax. Measured on random-init models, where near-ties abound: without the margin the
+# healthy 5m/12m presets disagree at 2.6%/4.7% of positions; with it 0 (tiny, 5m, 12m); flipped
+# scale 0.91 on the tiny model.
+MARGIN = 0.1
 DISAGREE = Threshold("greedy_disagreement", warn=0.01, fail=0.05, source="healthy 0; flipped scale 0.91")
 
 
@@ -58,7 +63,10 @@ def inference_parity(s: Subject):
         return judge("inference_parity", None, [LAYER_GAP], "no quantized layer of the model has a namesake "
                      "in the inference model", "", "quantization")
     worst = max(gaps, key=gaps.get)
-    disagree = float((infer.argmax(-1) != train.argmax(-1)).double().mean())
+    top2 = train.topk(2, dim=-1).values
+    decided = (top2[..., 0] - top2[..., 1]) > MARGIN  # positions that are not near-ties
+    differ = infer.argmax(-1) != train.argmax(-1)
+    disagree = float(differ[decided].double().mean()) if bool(decided.any()) else 0.0
     logit_gap = float((infer - train).norm() / train.norm().clamp(min=1e-30))
     values = {"max_layer_gap": gaps[worst], "greedy_disagreement": disagree}
     return judge("inference_parity", values, [LAYER_GAP, DISAGREE],
