@@ -16,7 +16,7 @@ from rich.console import Console
 from bitcheck.config import PRESET_NOTES, PRESETS, ConfigError, preset_config
 from bitcheck.model import BitNet
 from bitcheck.report import clean, render_html, render_markdown, render_terminal
-from bitcheck.rundir import RunDir, RunDirError
+from bitcheck.rundir import RunDir, RunDirError, empty_output_dir
 
 app = typer.Typer(
     help="bitcheck: is my BitNet b1.58 infrastructure broken, is the model too small or undertrained, "
@@ -176,8 +176,6 @@ def diagnose(
     packed layout and its scale convention). The input file is never modified. Exit 0 PASS, 1 FAIL,
     2 when the file is not a readable checkpoint.
     """
-    from pathlib import Path
-
     from bitcheck.diagnose import DiagnoseError
     from bitcheck.diagnose import diagnose as run_diagnose
     from bitcheck.report import write_report
@@ -185,16 +183,10 @@ def diagnose(
     try:
         report, code = run_diagnose(checkpoint, device=device)
         if out:
-            target = Path(out)
-            if target.exists() and any(target.iterdir()):
-                raise DiagnoseError(f"--out {out} exists and is not empty; give a new folder")
-            try:
-                target.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise DiagnoseError(f"cannot write to output directory {out} ({e.strerror})") from None
+            target = empty_output_dir(out)
             report["run_dir"] = str(target)
             write_report(RunDir(target), report)
-    except DiagnoseError as e:
+    except (DiagnoseError, RunDirError) as e:
         _fail_usage(str(e))
         return
     _show(report, json_out, code)

@@ -25,8 +25,8 @@ import torch
 from bitcheck.config import ConfigError, ModelConfig
 from bitcheck.diagnostics import probe_results, task_subject
 from bitcheck.model import BitNet
-from bitcheck.quick import build_task, complete, task_batches
-from bitcheck.rundir import RunDir
+from bitcheck.quick import build_task, score_task, task_batches
+from bitcheck.rundir import RunDir, first_line
 from bitcheck.train import resolve_device
 from bitcheck.verdict import decide
 from probes import Subject
@@ -51,16 +51,11 @@ def load_file(path: str | Path) -> tuple[object, str]:
         try:
             return load_safetensors(str(p)), "safetensors"
         except (SafetensorError, OSError, ValueError) as e:
-            raise DiagnoseError(f"{path} is not a readable safetensors file ({_first_line(e)})") from None
+            raise DiagnoseError(f"{path} is not a readable safetensors file ({first_line(e)})") from None
     try:
         return torch.load(p, map_location="cpu", weights_only=True), "pytorch"
     except Exception as e:  # torch raises many types for truncated, foreign or unsafe pickles
-        raise DiagnoseError(f"{path} is not a readable PyTorch checkpoint ({_first_line(e)})") from None
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip()
-    return (text.splitlines()[0] if text else type(e).__name__)[:160]
+        raise DiagnoseError(f"{path} is not a readable PyTorch checkpoint ({first_line(e)})") from None
 
 
 def find_state_dict(obj: object, path: str) -> tuple[dict[str, torch.Tensor], str | None]:
@@ -112,13 +107,13 @@ def _diagnose_ours(ckpt: dict, path: Path, device: str) -> dict:
         task_meta = json.loads(ckpt.get("task") or "{}")
         train = json.loads(ckpt.get("train_config") or "{}")
     except (ValueError, TypeError) as e:
-        raise DiagnoseError(f"{path}: checkpoint metadata is unreadable ({_first_line(e)})") from None
+        raise DiagnoseError(f"{path}: checkpoint metadata is unreadable ({first_line(e)})") from None
     sd, prefixes = strip_prefixes(ckpt["model_state_dict"])
     model = BitNet(mcfg)
     try:
         model.load_state_dict(sd)
     except RuntimeError as e:
-        raise DiagnoseError(f"{path}: weights do not fit the stored model config ({_first_line(e)})") from None
+        raise DiagnoseError(f"{path}: weights do not fit the stored model config ({first_line(e)})") from None
     model.to(device).eval()
     name = task_meta.get("name")
     try:
@@ -136,12 +131,8 @@ def _diagnose_ours(ckpt: dict, path: Path, device: str) -> dict:
                            answer_only)
     subject = task_subject(model, mcfg, task, batches, seed, answer_only=answer_only)
     probes = probe_results(subject)
-    examples = task.held_out()
-    completions = complete(model, task.tokenizer, [e.prompt for e in examples], task.max_new_tokens,
-                           task.stop_text, task.eval_temperature, seed=1234)
-    score = task.score(examples, completions)
+    _, score, passed = score_task(model, task)
     criteria = task.pass_criteria()
-    passed = all(score["per_group"].get(k, 0.0) >= v for k, v in criteria.items())
     run = _run_dir_of(path)
     step = int(ckpt.get("step", 0))
     scalars = [r for r in run.read_jsonl(run.metrics) if r.get("step", 0) <= step] if run else []

@@ -22,8 +22,8 @@ import torch
 import torch.nn as nn
 
 from bitcheck.config import ModelConfig
-from bitcheck.model import QUANT_EPS, BitLinear, BitNet
-from bitcheck.rundir import atomic_write_text, load_checkpoint
+from bitcheck.model import QUANT_EPS, BitLinear, BitNet, ternary_codes
+from bitcheck.rundir import RunDirError, atomic_write_text, empty_output_dir, load_checkpoint
 
 LAYOUT = "hf-bitnet-2bit"  # uint8 (ceil(out / 4), in); code + 1 of row i * rows + r in bits 2i..2i+1
 SCALE_CONVENTION = "1/mean|W| (divide)"
@@ -53,9 +53,9 @@ def unpack_codes(packed: torch.Tensor, out_rows: int) -> torch.Tensor:
 
 
 def ternary(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(codes int8, mean|W| clamped) exactly as BitLinear's forward rounds them."""
-    scale = weight.detach().abs().mean().clamp(min=QUANT_EPS)
-    return (weight.detach() / scale).round().clamp(-1, 1).to(torch.int8), scale
+    """(codes int8, mean|W| clamped): BitLinear's own rounding (model.ternary_codes)."""
+    codes, scale = ternary_codes(weight.detach())
+    return codes.to(torch.int8), scale
 
 
 class PackedBitLinear(nn.Module):
@@ -90,20 +90,16 @@ def packed_model(model: BitNet) -> BitNet:
 
 def export(checkpoint: str | Path, out: str | Path) -> dict:
     """Write DIR/model.safetensors and DIR/manifest.json; returns the manifest."""
-    from bitcheck.rundir import RunDirError
     from safetensors.torch import save_file
 
     try:
         ckpt = load_checkpoint(checkpoint)
     except RunDirError as e:
         raise ExportError(f"{e}; export takes a checkpoint written by bitcheck") from None
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ExportError(f"--out {out} exists and is not an empty folder; give a new one")
     try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ExportError(f"cannot write to output directory {out} ({e.strerror})") from None
+        out = empty_output_dir(out)
+    except RunDirError as e:
+        raise ExportError(str(e)) from None
     cfg = ModelConfig.from_dict(json.loads(ckpt["model_config"]))
     model = BitNet(cfg)
     model.load_state_dict(ckpt["model_state_dict"])

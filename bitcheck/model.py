@@ -22,10 +22,16 @@ from bitcheck.config import ModelConfig
 QUANT_EPS = 1e-5  # floor on the scales: an all-zero weight or activation row must stay finite
 
 
+def ternary_codes(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(codes in {-1, 0, 1} as floats, the per-tensor scale mean|W| clamped to eps)."""
+    scale = w.abs().mean().clamp(min=QUANT_EPS)
+    return (w / scale).round().clamp(-1, 1), scale
+
+
 def weight_quant(w: torch.Tensor) -> torch.Tensor:
     """Ternary weights times one per-tensor scale mean|W| (returned dequantized, same shape)."""
-    scale = w.abs().mean().clamp(min=QUANT_EPS)
-    return (w / scale).round().clamp(-1, 1) * scale
+    codes, scale = ternary_codes(w)
+    return codes * scale
 
 
 def activation_quant(x: torch.Tensor) -> torch.Tensor:

@@ -132,18 +132,23 @@ def complete(model: BitNet, tokenizer: CharTokenizer, prompts: list[str], max_ne
 EVAL_SEED = 1234
 
 
-def make_evaluator(task: Task, run: RunDir, criteria: dict[str, float]):
+def score_task(model: BitNet, task: Task) -> tuple[list[tuple[Example, str]], dict, bool]:
+    """Complete the task's held-out prompts and score them: (examples with completions, score, PASS).
+    Sampled tasks draw the same random numbers every time, so a curve of scores shows the model."""
     examples: list[Example] = task.held_out()
+    completions = complete(model, task.tokenizer, [e.prompt for e in examples], task.max_new_tokens,
+                           task.stop_text, task.eval_temperature, seed=EVAL_SEED)
+    score = task.score(examples, completions)
+    passed = all(score["per_group"].get(k, 0.0) >= v for k, v in task.pass_criteria().items())
+    return list(zip(examples, completions)), score, passed
 
+
+def make_evaluator(task: Task, run: RunDir):
     def evaluate(model: BitNet, step: int) -> dict:
-        # sampled tasks draw the same random numbers at every evaluation: the curve shows the model
-        completions = complete(model, task.tokenizer, [e.prompt for e in examples], task.max_new_tokens,
-                               task.stop_text, task.eval_temperature, seed=EVAL_SEED)
-        score = task.score(examples, completions)
-        for ex, got in list(zip(examples, completions))[:3]:
+        pairs, score, passed = score_task(model, task)
+        for ex, got in pairs[:3]:
             append_jsonl(run.samples, {"step": step, "prompt": ex.prompt, "generated_text": got,
                                        "expected": ex.answer.strip()})
-        passed = all(score["per_group"].get(k, 0.0) >= v for k, v in criteria.items())
         return {"score": score, "passed": passed, "stop": passed}
     return evaluate
 
@@ -207,7 +212,7 @@ def run_quick(opts: QuickOptions, resume: str | None = None, command: str = "qui
                                               "train": tcfg.to_dict(), "task": task_meta,
                                               "tokenizer": task.tokenizer.to_dict()}, indent=2))
     criteria = task.pass_criteria()
-    result = trainer.run(evaluate=make_evaluator(task, run, criteria))
+    result = trainer.run(evaluate=make_evaluator(task, run))
     scalars = run.read_jsonl(run.metrics)
     metrics = {
         "task": opts.task, "preset": opts.preset or _preset_name(mcfg), "params": model.num_params(),

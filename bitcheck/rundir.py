@@ -98,6 +98,24 @@ class RunDir:
             atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
 
 
+def first_line(e: Exception) -> str:
+    """An exception's first line (or its type), short enough for a one-line user error."""
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:160]
+
+
+def empty_output_dir(path: str | Path) -> Path:
+    """A folder for output files that is new or empty (never mixes with or overwrites older files)."""
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise RunDirError(f"--out {path} exists and is not an empty folder; give a new one")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunDirError(f"cannot write to output directory {path} ({e.strerror or e})") from None
+    return path
+
+
 def append_jsonl(path: Path, record: dict) -> None:
     with open(path, "a") as f:
         f.write(json.dumps(record) + "\n")
@@ -124,8 +142,7 @@ def load_checkpoint(path: str | Path) -> dict:
     except FileNotFoundError:
         raise RunDirError(f"{path}: no such file") from None
     except Exception as e:  # torch raises many types for truncated / foreign files
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise RunDirError(f"{path} is not a readable bitcheck checkpoint ({first[:160]})") from None
+        raise RunDirError(f"{path} is not a readable bitcheck checkpoint ({first_line(e)})") from None
     if not isinstance(ckpt, dict):
         raise RunDirError(f"{path} is not a bitcheck checkpoint (holds a {type(ckpt).__name__}, not a dict)")
     missing = [k for k in CHECKPOINT_KEYS if k not in ckpt]

@@ -120,7 +120,7 @@ def test_out_writes_the_report(ckpt, tmp_path):
         assert (tmp_path / "rep" / name).is_file()
     assert json.loads((tmp_path / "rep" / "report.json").read_text())["verdict"]["category"] == "TENSORS OK"
     again = _diagnose(path, "--out", str(tmp_path / "rep"))
-    assert again.exit_code == 2 and "not empty" in again.output
+    assert again.exit_code == 2 and "not an empty folder" in again.output
 
 
 def _one_line_error(result, needle):
