@@ -203,29 +203,15 @@ def export(
     against the training forward (the parity probe). Exit 0 when parity holds, 1 when it does not,
     2 for a bad CHECKPOINT or --out.
     """
-    import torch
-
-    from bitcheck.diagnostics import LogitsOnly
-    from bitcheck.export import ExportError, load_packed
-    from bitcheck.export import export as run_export
-    from bitcheck.rundir import load_checkpoint
-    from probes import Subject, run_probes
+    from bitcheck.export import ExportError, export_checked
 
     try:
-        manifest = run_export(checkpoint, out)
-        packed = load_packed(out)
+        checked = export_checked(checkpoint, out)
     except ExportError as e:
         _fail_usage(str(e))
         return
-    from bitcheck.config import ModelConfig
-    ckpt = load_checkpoint(checkpoint)
-    model = BitNet(ModelConfig.from_dict(json.loads(ckpt["model_config"])))
-    model.load_state_dict(ckpt["model_state_dict"])
-    g = torch.Generator().manual_seed(0)
-    x = torch.randint(0, model.config.vocab_size, (8, min(64, model.config.block_size)), generator=g)
-    parity = run_probes(Subject(model=LogitsOnly(model), inference_model=LogitsOnly(packed), batches=[(x, x)]),
-                        names=["inference_parity"])[0].to_dict()
-    result = {"command": "export", "out": out, "manifest": manifest, "parity": parity}
+    manifest, parity = checked["manifest"], checked["parity"]
+    result = {"command": "export", "out": out, **checked}
     b = manifest["bytes"]
     if json_out:
         typer.echo(json.dumps(clean(result), indent=2))

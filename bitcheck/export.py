@@ -90,6 +90,26 @@ def packed_model(model: BitNet) -> BitNet:
 
 def export(checkpoint: str | Path, out: str | Path) -> dict:
     """Write DIR/model.safetensors and DIR/manifest.json; returns the manifest."""
+    return _export(checkpoint, out)[0]
+
+
+def export_checked(checkpoint: str | Path, out: str | Path) -> dict:
+    """Export, then run the parity probe of the written files against the checkpoint's model on a
+    seeded batch of tokens: {"manifest", "parity"} (parity is a probe result dict)."""
+    from bitcheck.diagnostics import LogitsOnly
+    from probes import Subject, run_probes
+
+    manifest, model = _export(checkpoint, out)
+    packed = load_packed(out)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, model.config.vocab_size, (8, min(64, model.config.block_size)), generator=g)
+    parity = run_probes(Subject(model=LogitsOnly(model), inference_model=LogitsOnly(packed), batches=[(x, x)]),
+                        names=["inference_parity"])[0].to_dict()
+    return {"manifest": manifest, "parity": parity}
+
+
+def _export(checkpoint: str | Path, out: str | Path) -> tuple[dict, BitNet]:
+    """(manifest, the checkpoint's model): the files are written, the checkpoint is read once."""
     from safetensors.torch import save_file
 
     try:
@@ -126,7 +146,7 @@ def export(checkpoint: str | Path, out: str | Path) -> dict:
                   "ratio_vs_fp32": round(packed_bytes / fp32_bytes, 4)},
     }
     atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
-    return manifest
+    return manifest, model.eval()
 
 
 def load_packed(folder: str | Path) -> BitNet:

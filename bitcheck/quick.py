@@ -10,7 +10,6 @@ decision tree gives the verdict. Not covered: real-data training (TinyStories).
 """
 from __future__ import annotations
 
-import importlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -25,6 +24,8 @@ from bitcheck.train import Trainer, resolve_device
 from bitcheck.diagnostics import make_watchers, probe_results, task_subject
 from bitcheck.verdict import decide
 from synthetic.arithmetic import ArithmeticTask
+from synthetic.json_records import JsonTask
+from synthetic.python_subset import PythonTask
 from synthetic.base import CharTokenizer, Example, Task
 
 
@@ -77,20 +78,18 @@ def default_recipe(device: torch.device, task: str = "arith") -> dict:
     )
 
 
-TASKS = {"arith": "synthetic.arithmetic:ArithmeticTask", "json": "synthetic.json_records:JsonTask",
-         "python": "synthetic.python_subset:PythonTask"}
+TASKS: dict[str, type[Task]] = {"arith": ArithmeticTask, "json": JsonTask, "python": PythonTask}
 
 
 def build_task(name: str, ops: str = "+-") -> Task:
     if name not in TASKS:
         raise ConfigError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
-    if name == "arith":
-        try:
-            return ArithmeticTask(ops=ops)
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
-    module, cls = TASKS[name].split(":")
-    return getattr(importlib.import_module(module), cls)()
+    if name != "arith":
+        return TASKS[name]()
+    try:
+        return ArithmeticTask(ops=ops)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def task_batches(task: Task, seed: int, batch_size: int, seq_len: int, answer_only: bool):
