@@ -24,7 +24,7 @@ from bitcheck.diagnose import diagnose
 from bitcheck.diagnostics import LogitsOnly, incremental_logits
 from bitcheck.export import packed_model
 from bitcheck.model import BitNet
-from probes import Subject, run_probes
+from probes import REGISTRY, Subject, run_probes
 
 
 def timed(fn, repeats: int) -> float:
@@ -58,6 +58,11 @@ def main() -> None:
                       inference_model=LogitsOnly(packed_model(model)))
     secs = timed(lambda: run_probes(subject), args.repeats)
     print(f"{'all model probes (12M)':28} {secs:6.2f} s  (text probes SKIP without a tokenizer)")
+    for name in REGISTRY:  # where the time goes (one run each)
+        t = time.perf_counter()
+        r = run_probes(subject, names=[name])[0]
+        if r.status != "SKIP":
+            print(f"  {name:26} {time.perf_counter() - t:6.2f} s  {r.status}: {r.message[:70]}")
 
 
 if __name__ == "__main__":

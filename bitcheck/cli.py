@@ -166,22 +166,39 @@ def diagnose(
                                               "(raw or nested under model / model_state_dict / state_dict), or "
                                               ".safetensors.")],
     out: Annotated[Optional[str], typer.Option(help="Also write report.{json,md,html} into this new folder.")] = None,
+    model: Annotated[Optional[str], typer.Option(
+        "--model", help="Your model code, as module.path:factory; factory(CHECKPOINT) returns the loaded model, "
+                        "(model, tokenizer), or a dict with 'model' and optional 'tokenizer', 'sampler', "
+                        "'generate', 'incremental_logits', 'fresh_model', 'inference_model', 'block_size'. "
+                        "Imported from the current folder.")] = None,
+    tokenizer: Annotated[Optional[str], typer.Option(
+        help="The model's tokenizer: a `tokenizers` JSON file, a Hugging Face tokenizer folder, or a "
+             "SentencePiece .model (with sentencepiece installed). Needs --model.")] = None,
+    text: Annotated[Optional[str], typer.Option(
+        help="A UTF-8 file of the model's training text: batches, prompts and the reference for its samples. "
+             "Needs --model and a tokenizer.")] = None,
+    layers: Annotated[Optional[str], typer.Option(
+        help="Regex over module names for your quantized layers, when their class name lacks 'BitLinear'.")] = None,
     device: DeviceOpt = "auto",
     json_out: JsonOpt = False,
 ) -> None:
     """Probe a saved BitNet and give a verdict, without training.
 
-    Our checkpoints: every probe that applies, the task score, and the decision tree. Foreign files
-    without model code: the tensor probes (NaN/Inf, latent weights and dead rows, the Hugging Face
-    packed layout and its scale convention). The input file is never modified. Exit 0 PASS, 1 FAIL,
-    2 when the file is not a readable checkpoint.
+    Our checkpoints: every probe that applies, the task score, and the decision tree. Your own model
+    (--model): the dynamic probes on your code (STE gradients, quantization applied, causality,
+    numerics, overfitting one batch; with --tokenizer and --text also the data round trip and your
+    model's samples). Foreign files without model code: the tensor probes (NaN/Inf, latent weights
+    and dead rows, the Hugging Face packed layout and its scale convention). The input file is never
+    modified. Exit 0 PASS, 1 FAIL, 2 for a bad file, factory, tokenizer or text.
     """
     from bitcheck.diagnose import DiagnoseError
     from bitcheck.diagnose import diagnose as run_diagnose
     from bitcheck.report import write_report
 
+    factory = _import_object(model, "--model") if model else None
     try:
-        report, code = run_diagnose(checkpoint, device=device)
+        report, code = run_diagnose(checkpoint, device=device, factory=factory, tokenizer=tokenizer, text=text,
+                                    layers=layers)
         if out:
             target = empty_output_dir(out)
             report["run_dir"] = str(target)

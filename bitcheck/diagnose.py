@@ -10,9 +10,14 @@
   code only the tensor probes run (probes/tensors.py): NaN/Inf, latent weights and dead rows, the
   HF packed layout and its scale convention.
 
+- A user's own model code (`--model module.path:factory`, bitcheck/user_model.py): the factory
+  loads the checkpoint, and the dynamic probes run on the user's model with their tokenizer
+  (`--tokenizer`) and sample text (`--text`). Whether the model has learned that text (its loss
+  against the text's unigram entropy) decides whether poor samples mean broken generation or an
+  undertrained model.
+
 The input file is only read (tested by hashing). A file that is not a checkpoint is a
-DiagnoseError: one line, exit 2. Not covered yet: user model factories (`--model`), user
-tokenizers, `conform` and `export` (see the README's roadmap).
+DiagnoseError: one line, exit 2.
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ from bitcheck.model import BitNet
 from bitcheck.quick import build_task, score_task, task_batches
 from bitcheck.rundir import RunDir, first_line
 from bitcheck.train import resolve_device
+from bitcheck.user_model import LEARNED_MARGIN, UserModelError, call_factory, user_subject
 from bitcheck.verdict import decide
 from probes import Subject
 
@@ -87,12 +93,24 @@ def strip_prefixes(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor]
     return out, sorted(seen)
 
 
-def diagnose(path: str | Path, device: str = "auto") -> tuple[dict, int]:
-    """Probe a checkpoint file. Returns (report, exit code 0 PASS / 1 FAIL)."""
+def diagnose(path: str | Path, device: str = "auto", factory=None, tokenizer: str | None = None,
+             text: str | None = None, layers: str | None = None) -> tuple[dict, int]:
+    """Probe a checkpoint file, with the user's model `factory` when given. Returns (report, exit code
+    0 PASS / 1 FAIL)."""
     try:
         dev = str(resolve_device(device))
     except ConfigError as e:
         raise DiagnoseError(str(e)) from None
+    if not Path(path).is_file():
+        raise DiagnoseError(f"{path}: no such file")
+    if factory is None and (tokenizer or text or layers):
+        raise DiagnoseError("--tokenizer, --text and --layers need the model code: give --model module.path:factory")
+    if factory is not None:
+        try:
+            report = _diagnose_user(factory, Path(path), dev, tokenizer, text, layers)
+        except UserModelError as e:
+            raise DiagnoseError(str(e)) from None
+        return report, 0 if report["verdict"]["status"] == "PASS" else 1
     obj, fmt = load_file(path)
     if isinstance(obj, dict) and all(k in obj for k in OURS):
         report = _diagnose_ours(obj, Path(path), dev)
@@ -171,4 +189,25 @@ def _diagnose_tensors(obj: object, path: Path, fmt: str) -> dict:
             next_steps=["Load the weights into your model and run every probe from Python: "
                         "`probes.run_probes(probes.Subject(model=your_model, tokenizer=...))` (README, Diagnose).",
                         "Run `bitcheck quick-arith` with your trainer's settings to compare a known-good run."])
+    return {"command": "diagnose", "verdict": verdict, "metrics": metrics, "probes": probes, "run_dir": None}
+
+
+def _diagnose_user(factory, path: Path, device: str, tokenizer: str | None, text: str | None,
+                   layers: str | None) -> dict:
+    subject, facts = user_subject(call_factory(factory, str(path)), device, tokenizer, text, layers)
+    probes = probe_results(subject)
+    learned = facts.get("learned")  # None without --text: nothing says whether the model learned
+    metrics = {"file": str(path), "format": "user model", "factory": getattr(factory, "__name__", str(factory)),
+               "text": text, "tokenizer": tokenizer, **facts}
+    verdict = decide(probes, metrics, [], learned, str(path))
+    if learned is False and verdict["category"] == "UNDERTRAINED":
+        verdict.update(diagnosis=(
+            f"Probes are healthy, but the model has not learned the text: loss {facts['text_loss']:.3f} vs "
+            f"{facts['unigram_entropy']:.3f} for the best input-independent guess (unigram) and "
+            f"{facts['ln_vocab']:.3f} = ln(vocab). Its samples are not evidence of a generation bug."),
+            evidence=[{"probe": "text_loss", "status": "FAIL", "value": facts["text_loss"],
+                       "message": f"not below the unigram entropy {facts['unigram_entropy']:.3f} by "
+                                  f"{LEARNED_MARGIN} nats"}],
+            next_steps=["Train longer, or check that this checkpoint is the trained one (not the init).",
+                        "Check that --text is the model's training distribution and --tokenizer its tokenizer."])
     return {"command": "diagnose", "verdict": verdict, "metrics": metrics, "probes": probes, "run_dir": None}

@@ -1,0 +1,95 @@
+"""Tokenizers for real text: a byte-level BPE (exact round trip) and, below 256 tokens, a character
+alphabet with an unknown token.
+
+    tok = train_bpe(stories, vocab_size=2048)          # tokenizers.Tokenizer
+    tok = train_chars(stories, vocab_size=192)         # the 1m preset: top characters + <unk>
+    assert tok.decode(tok.encode(text).ids) == text    # BPE: always; chars: unless a rare char is lost
+
+Byte-level BPE (GPT-2's scheme) maps every byte to a symbol before merging, so decode(encode(x)) == x
+for any string. The seed recipe's `Whitespace` pre-tokenizer splits on spaces and throws them away:
+decode then glues words together (probes/data.py measures the lost characters and fails it).
+A byte-level BPE needs the 256 byte symbols plus merges, so below 256 tokens we use a `tokenizers`
+WordLevel model over single characters: the most frequent characters of the training text and
+`<unk>` for the rest (the public 1M TinyStories BitNet used a 192-piece SentencePiece unigram).
+Both are saved as one tokenizer.json that `tokenizers.Tokenizer.from_file` reads.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Iterable, Iterator
+
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+PAD, BOS, EOS, UNK = "<|pad|>", "<|bos|>", "<|endoftext|>", "<|unk|>"
+SPECIALS = [PAD, BOS, EOS]  # ids 0, 1, 2 in every tokenizer made here
+MIN_BPE_VOCAB = 256 + len(SPECIALS) + 1  # the byte alphabet, the specials and at least one merge
+
+
+class TokenizerError(ValueError):
+    """A bad tokenizer request or file: one line, exit 2."""
+
+
+def train_bpe(texts: Iterable[str], vocab_size: int, length: int | None = None) -> Tokenizer:
+    if vocab_size < MIN_BPE_VOCAB:
+        raise TokenizerError(f"a byte-level BPE needs at least {MIN_BPE_VOCAB} tokens (256 bytes + specials); "
+                             f"for {vocab_size} use the character tokenizer (--kind chars)")
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer, length=length)
+    return tok
+
+
+def train_chars(texts: Iterable[str], vocab_size: int) -> Tokenizer:
+    """The vocab_size - 4 most frequent characters, the three specials and <unk>."""
+    counts: Counter = Counter()
+    for t in texts:
+        counts.update(t)
+    keep = [c for c, _ in counts.most_common(vocab_size - len(SPECIALS) - 1)]
+    vocab = {s: i for i, s in enumerate(SPECIALS + [UNK] + keep)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
+    # every character is its own "word"; the specials are matched whole before this split
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    tok.add_special_tokens(SPECIALS + [UNK])
+    return tok
+
+
+def train(texts: Iterable[str], vocab_size: int, kind: str = "auto", length: int | None = None) -> Tokenizer:
+    """kind: 'bpe', 'chars', or 'auto' (chars below MIN_BPE_VOCAB tokens, else bpe)."""
+    if kind == "auto":
+        kind = "chars" if vocab_size < MIN_BPE_VOCAB else "bpe"
+    if kind == "bpe":
+        return train_bpe(texts, vocab_size, length)
+    if kind == "chars":
+        return train_chars(texts, vocab_size)
+    raise TokenizerError(f"unknown tokenizer kind {kind!r} (bpe, chars or auto)")
+
+
+def load(path: str) -> Tokenizer:
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as e:  # noqa: BLE001 - tokenizers raises a bare Exception for missing or bad files
+        raise TokenizerError(f"{path} is not a readable tokenizer.json ({str(e).splitlines()[0] if str(e) else e})") from None
+
+
+def special_id(tok: Tokenizer, token: str) -> int:
+    i = tok.token_to_id(token)
+    if i is None:
+        raise TokenizerError(f"the tokenizer has no {token} token; train one with `bitcheck tokenizer train`")
+    return i
+
+
+def lost_share(tok: Tokenizer, texts: Iterator[str]) -> tuple[float, int]:
+    """Share of characters changed by decode(encode(text)), and the number of characters checked."""
+    import difflib
+    lost = total = 0
+    for t in texts:
+        back = tok.decode(tok.encode(t).ids, skip_special_tokens=False)
+        total += len(t)
+        if back != t:
+            lost += len(t) - sum(b.size for b in difflib.SequenceMatcher(None, t, back, autojunk=False)
+                                 .get_matching_blocks())
+    return lost / max(total, 1), total
