@@ -2,6 +2,8 @@
 
     .venv/bin/python benchmarks/train_throughput.py --presets tiny,5m --steps 30
     .venv/bin/python benchmarks/train_throughput.py --presets tiny --precisions fp32,bf16 --compile both
+    .venv/bin/python benchmarks/train_throughput.py --presets 1m,5m,12m --vocab 2048 --batch 32 --seq 256 \
+        --compile both      # the TinyStories shapes (1m keeps its 192 characters)
 
 Times full training steps (forward, backward, clip, AdamW) on random tokens after warm-up steps,
 and prints the median step time and tokens/s per configuration, plus each one's ratio to the first
@@ -21,9 +23,9 @@ from bitcheck.train import build_optimizer
 
 
 def measure(preset: str, precision: str, compiled: bool, batch: int, seq: int, steps: int, warmup: int,
-            device: str) -> dict:
+            device: str, vocab: int = 32) -> dict:
     torch.manual_seed(0)
-    cfg = preset_config(preset, vocab_size=32 if preset in ("tiny", "5m") else None)
+    cfg = preset_config(preset, vocab_size=vocab if preset in ("tiny", "5m") else None)
     model = BitNet(cfg).to(device)
     opt = build_optimizer(model, TrainConfig(), fused=device == "cuda")
     fwd = torch.compile(model) if compiled else model
@@ -63,6 +65,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--vocab", type=int, default=32, help="vocabulary of presets that take it from a tokenizer")
     args = ap.parse_args()
     compiles = {"no": [False], "yes": [True], "both": [False, True]}[args.compile]
     print(f"device {args.device}, torch {torch.__version__}, threads {torch.get_num_threads()}")
@@ -72,7 +75,7 @@ def main() -> None:
     for preset in args.presets.split(","):
         for prec in args.precisions.split(","):
             for comp in compiles:
-                r = measure(preset, prec, comp, args.batch, args.seq, args.steps, args.warmup, args.device)
+                r = measure(preset, prec, comp, args.batch, args.seq, args.steps, args.warmup, args.device, args.vocab)
                 base = base or r["tokens_per_s"]
                 print(f"{r['preset']:7} {r['params']:>10,} {prec:5} {str(comp):8} {r['batch']:>4}x{r['seq']:<4} "
                       f"{r['median_step_s'] * 1e3:>9.1f} {r['tokens_per_s']:>10,.0f} "

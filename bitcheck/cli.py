@@ -160,6 +160,117 @@ def quick_python(
            json_out)
 
 
+tokenizer_app = typer.Typer(help="Train or check the tokenizers used for real text.", no_args_is_help=True)
+app.add_typer(tokenizer_app, name="tokenizer")
+DataOpt = Annotated[str, typer.Option(
+    help="Stories: a hub dataset name (needs the network once, then the datasets cache), a TinyStories .txt "
+         "(stories separated by a line <|endoftext|>), a .jsonl with a 'text' field, a .parquet, a folder from "
+         "datasets' save_to_disk, or synthetic[:N] (generated stories, offline).")]
+
+
+@tokenizer_app.command("train")
+def tokenizer_train(
+    out: Annotated[str, typer.Option(help="Where to write tokenizer.json.")],
+    data: DataOpt = "roneneldan/TinyStories",
+    vocab: Annotated[int, typer.Option(help="Vocabulary size, specials included.")] = 2048,
+    stories: Annotated[int, typer.Option(help="Train on this many stories.")] = 20000,
+    kind: Annotated[str, typer.Option(help="bpe (byte-level, exact round trip), chars (an alphabet of the most "
+                                      "frequent characters plus <|unk|>), or auto (chars below 260 tokens).")] = "auto",
+    json_out: JsonOpt = False,
+) -> None:
+    """Train a tokenizer on stories and check its round trip on held-out ones.
+
+    Specials: <|pad|> 0, <|bos|> 1, <|endoftext|> 2 (ends every story). Byte-level BPE decodes
+    every text exactly; below 260 tokens (the 1m preset's 192) a character alphabet with <|unk|> is
+    used and the share of characters it loses is reported.
+    """
+    from itertools import islice
+    from pathlib import Path
+
+    from bitcheck import tokenizer as toks
+    from bitcheck.textdata import TextDataError, open_source
+
+    if vocab < 8 or vocab > 65535:
+        _fail_usage(f"--vocab must be between 8 and 65535, got {vocab}")
+    try:
+        source = open_source(data)
+        seen = [0]
+
+        def counted():
+            for text in islice(source.stories("train"), stories):
+                seen[0] += 1
+                yield text
+        tok = toks.train(counted(), vocab, kind)
+        lost, checked = toks.lost_share(tok, islice(source.stories("val"), 200))
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        tok.save(out)
+    except (toks.TokenizerError, TextDataError) as e:
+        _fail_usage(str(e))
+        return
+    result = {"out": out, "data": source.name, "vocab_size": tok.get_vocab_size(), "stories": seen[0],
+              "kind": kind, "lost_char_share": lost, "chars_checked": checked}
+    if json_out:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        Console().print(f"wrote {out}: {tok.get_vocab_size()} tokens from {seen[0]:,} stories of {source.name}; "
+                        f"round trip on {checked:,} "
+                        f"held-out characters lost {lost:.4%}", highlight=False)
+
+
+@app.command()
+def tinystories(
+    steps: Annotated[int, typer.Option(help="Training steps (the schedule's horizon).")] = 30000,
+    preset: Annotated[str, typer.Option(help="Model preset: 12m (2048 BPE), 5m, 1m (192 characters).")] = "12m",
+    data: DataOpt = "roneneldan/TinyStories",
+    tokenizer: Annotated[Optional[str], typer.Option(
+        help="A tokenizer.json whose vocabulary matches the preset. Default: train one on the data and cache it.")] = None,
+    data_dir: Annotated[str, typer.Option(help="Cache of tokenizers and uint16 token files.")] = "data",
+    tokenizer_stories: Annotated[int, typer.Option(help="Stories to train the tokenizer on (without --tokenizer).")] = 20000,
+    max_stories: Annotated[Optional[int], typer.Option(help="Tokenise at most this many training stories.")] = None,
+    batch: Annotated[int, typer.Option(help="Global batch (split over torchrun processes).")] = 32,
+    seq: Annotated[int, typer.Option(help="Tokens per sequence.")] = 256,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (two-stage schedule).")] = 1.5e-3,
+    warmup: Annotated[int, typer.Option(help="Warmup steps.")] = 250,
+    eval_every: Annotated[int, typer.Option(help="Validation loss and bits per byte every N steps.")] = 500,
+    sample_every: Annotated[int, typer.Option(help="Samples for the seed's prompts every N steps (0: only at the end).")] = 1000,
+    minutes: MinutesOpt = None, seed: SeedOpt = 0, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
+    compile: Annotated[bool, typer.Option(help="torch.compile the model.")] = False,
+    out: OutOpt = "runs", resume: ResumeOpt = None, json_out: JsonOpt = False,
+) -> None:
+    """Train a BitNet on TinyStories (or your stories) and judge it by its validation loss curve,
+    bits per byte, samples and the probes.
+
+    Defaults are the seed design's: 12m preset, LR 1.5e-3 two-stage with 250 warmup steps, weight
+    decay 0.1 then 0, betas 0.9/0.95, clip 1.0. PASS (exit 0) when validation bits per byte reach
+    the bar and every probe is healthy; UNDERTRAINED while the validation loss still falls; MODEL TOO
+    SMALL when it plateaus above the bar. Multi-GPU/multi-node: `torchrun --nproc_per_node N -m
+    bitcheck tinystories ...` (DDP; gloo on CPU). Ctrl-C or SIGTERM saves and reports (exit 130).
+    """
+    from bitcheck.textdata import TextDataError
+    from bitcheck.tinystories import StoriesOptions, run_stories
+    from bitcheck.tokenizer import TokenizerError
+
+    for name, v in (("--steps", steps), ("--batch", batch), ("--seq", seq), ("--eval-every", eval_every)):
+        if v <= 0:
+            _fail_usage(f"{name} must be positive, got {v}")
+    if minutes is not None and minutes <= 0:
+        _fail_usage(f"--minutes must be positive, got {minutes}")
+    _interrupt_on_sigterm()
+    opts = StoriesOptions(steps=steps, preset=preset, data=data, data_dir=data_dir, tokenizer=tokenizer,
+                          tokenizer_stories=tokenizer_stories,
+                          max_stories=max_stories, batch=batch, seq=seq, lr=lr, warmup=warmup, eval_every=eval_every,
+                          sample_every=max(sample_every, 0), minutes=minutes, seed=seed, device=device,
+                          precision=precision, compile=compile, out=out, progress=sys.stderr.isatty())
+    try:
+        report, code = run_stories(opts, resume=resume)
+    except (ConfigError, RunDirError, TextDataError, TokenizerError) as e:
+        _fail_usage(str(e))
+        return
+    if report is None:  # a torchrun rank other than 0: rank 0 reports
+        raise typer.Exit(code)
+    _show(report, json_out, code)
+
+
 @app.command()
 def diagnose(
     checkpoint: Annotated[str, typer.Argument(help="A checkpoint: ours (checkpoint.pt), a PyTorch state dict "

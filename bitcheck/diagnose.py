@@ -134,6 +134,8 @@ def _diagnose_ours(ckpt: dict, path: Path, device: str) -> dict:
         raise DiagnoseError(f"{path}: weights do not fit the stored model config ({first_line(e)})") from None
     model.to(device).eval()
     name = task_meta.get("name")
+    if name == "tinystories":
+        return _diagnose_stories(ckpt, model, mcfg, train, path)
     try:
         task = build_task(name, task_meta.get("ops") or "+-")
     except ValueError:
@@ -211,3 +213,34 @@ def _diagnose_user(factory, path: Path, device: str, tokenizer: str | None, text
             next_steps=["Train longer, or check that this checkpoint is the trained one (not the init).",
                         "Check that --text is the model's training distribution and --tokenizer its tokenizer."])
     return {"command": "diagnose", "verdict": verdict, "metrics": metrics, "probes": probes, "run_dir": None}
+
+
+def _diagnose_stories(ckpt: dict, model: BitNet, mcfg: ModelConfig, train: dict, path: Path) -> dict:
+    """A tinystories checkpoint: its tokenizer and the validation text it carries drive the probes."""
+    from tokenizers import Tokenizer
+
+    from bitcheck.tinystories import stories_subject, verdict_for
+    from bitcheck.user_model import UserModelError, text_batches
+    from probes import TokenizerAdapter
+    try:
+        tok = Tokenizer.from_str(ckpt["tokenizer"])
+    except Exception as e:  # noqa: BLE001 - tokenizers raises a bare Exception
+        raise DiagnoseError(f"{path}: the stored tokenizer is unreadable ({first_line(e)})") from None
+    if tok.get_vocab_size() != mcfg.vocab_size:
+        raise DiagnoseError(f"{path}: the tokenizer has {tok.get_vocab_size()} tokens but the model {mcfg.vocab_size}")
+    text = ckpt.get("probe_text") or ""
+    try:
+        batches = text_batches(TokenizerAdapter(tok), text, min(int(train.get("seq_len", 64)), 64), 8)
+    except UserModelError:
+        raise DiagnoseError(f"{path}: the checkpoint carries too little text for the probes") from None
+    probes = probe_results(stories_subject(model, mcfg, tok, batches, text))
+    run = _run_dir_of(path)
+    step = int(ckpt.get("step", 0))
+    evals = [r for r in run.read_jsonl(run.evals) if r.get("step", 0) <= step] if run else []
+    last = evals[-1] if evals else {}
+    metrics = {"file": str(path), "format": "bitcheck checkpoint", "task": "tinystories", "steps": step,
+               "params": model.num_params(), "vocab_size": mcfg.vocab_size, "ln_vocab": math.log(mcfg.vocab_size),
+               "val_loss": last.get("val_loss"), "val_bpb": last.get("val_bpb")}
+    verdict = verdict_for(probes, metrics, run, upto=step) if run else decide(probes, metrics, [], None, str(path))
+    return {"command": "diagnose", "verdict": verdict, "metrics": metrics, "probes": probes,
+            "run_dir": str(run.path) if run else None}

@@ -7,8 +7,8 @@
 References: Ma et al. 2024, "The Era of 1-bit LLMs" (b1.58) and its training-tips note (weights
 round(W / mean|W|) clamped to {-1, 0, 1}, per-token absmax int8 activations, straight-through
 estimator, sub-layer RMSNorm before each quantized input); Su et al. 2021 (RoPE); Shazeer 2020 (SwiGLU).
-Embeddings and the tied lm_head stay full precision. Not covered here: packed 2-bit inference
-kernels (the model always runs the fake-quantized training path).
+Embeddings and the tied lm_head stay full precision. The packed 2-bit integer inference path lives
+in bitcheck/export.py; this model always runs the fake-quantized training path.
 """
 from __future__ import annotations
 

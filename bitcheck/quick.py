@@ -6,7 +6,7 @@ the run directory and report.
 
 The CLI (`bitcheck quick-arith`, `quick-json`, `quick-python`) is a thin layer over `run_quick`;
 tests call either. After training the probes run on the model (bitcheck/diagnostics.py) and the
-decision tree gives the verdict. Not covered: real-data training (TinyStories).
+decision tree gives the verdict. Real text is bitcheck/tinystories.py, on the same Trainer and probes.
 """
 from __future__ import annotations
 

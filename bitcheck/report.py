@@ -19,7 +19,9 @@ from bitcheck.rundir import RunDir, atomic_write_text
 
 STATUS_STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "red", "ERROR": "red", "SKIP": "dim"}
 SUMMARY_METRICS = ("preset", "params", "steps", "stopped", "elapsed_s", "tokens_per_s", "loss_at_init",
-                   "ln_vocab", "final_loss", "accuracy")
+                   "ln_vocab", "final_loss", "accuracy", "val_loss", "val_bpb", "learned", "text_loss",
+                   "unigram_entropy")
+NOT_IN_TABLES = ("failures", "samples")  # rendered as their own sections
 
 
 def clean(obj):
@@ -79,7 +81,9 @@ def render_markdown(report: dict) -> str:
             cells = (p["name"], p["status"], key_value(p.get("value")), p.get("message", ""), p.get("hint", ""))
             lines.append("| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
     lines += ["", "## Metrics", "", "| metric | value |", "| --- | --- |"]
-    lines += [f"| {k} | {_fmt(val)} |" for k, val in m.items() if k != "failures"]
+    lines += [f"| {k} | {_fmt(val)} |" for k, val in m.items() if k not in NOT_IN_TABLES]
+    if m.get("samples"):
+        lines += ["", "## Samples", ""] + [f"- `{s['generated_text']!r}`" for s in m["samples"]]
     if m.get("failures"):
         lines += ["", "## Wrong answers (first few)", "", "| prompt | expected | got |", "| --- | --- | --- |"]
         lines += [f"| `{f['prompt']}` | `{f['expected']}` | `{f['got']!r}` |" for f in m["failures"]]
@@ -185,7 +189,9 @@ def render_html(report: dict, scalars: list[dict], evals: list[dict]) -> str:
         f"<tr><td>{e(p['name'])}</td><td style='color:{color.get(p['status'], '#000')};font-weight:bold'>"
         f"{p['status']}</td><td>{e(key_value(p.get('value')))}</td><td>{e(p.get('message', ''))}</td>"
         f"<td>{e(p.get('hint', ''))}</td></tr>" for p in report.get("probes", []))
-    metrics = "".join(f"<tr><td>{e(k)}</td><td>{e(_fmt(val))}</td></tr>" for k, val in m.items() if k != "failures")
+    metrics = "".join(f"<tr><td>{e(k)}</td><td>{e(_fmt(val))}</td></tr>" for k, val in m.items()
+                      if k not in NOT_IN_TABLES)
+    metrics += "".join(f"<tr><td>sample</td><td>{e(s['generated_text'])}</td></tr>" for s in m.get("samples", []))
     figs = ([("Loss curve", loss_figure(scalars, evals))] if scalars else []) + probe_figures(report)
     plots = "".join(f"<h3>{e(t)}</h3><img alt='{e(t)}' src='data:image/png;base64,{_png_b64(f)}'>" for t, f in figs)
     steps = "".join(f"<li>{e(s)}</li>" for s in v["next_steps"])
@@ -216,6 +222,8 @@ def render_terminal(report: dict, console) -> None:
         if key in m:
             table.add_row(key, _fmt(m[key]))
     console.print(table)
+    for sample in m.get("samples", []):
+        console.print(f"[bold]sample[/] {sample['generated_text'][:300]!r}", highlight=False)
     if report.get("probes"):
         pt = Table(title="probes", show_header=True)
         for col in ("probe", "status", "key value", "message"):

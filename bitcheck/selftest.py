@@ -7,7 +7,7 @@ right part; run the healthy setup on several seeds and count false alarms.
 
 Bugs are planted from outside the model code (patched forwards, swapped callables, altered weights
 or batches), exactly as a user's broken trainer would present them. Not covered: bugs that need
-multi-GPU or real data (the TinyStories issue adds those).
+multi-GPU or real data.
 """
 from __future__ import annotations
 

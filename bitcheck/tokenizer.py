@@ -43,10 +43,12 @@ def train_bpe(texts: Iterable[str], vocab_size: int, length: int | None = None) 
 
 
 def train_chars(texts: Iterable[str], vocab_size: int) -> Tokenizer:
-    """The vocab_size - 4 most frequent characters, the three specials and <unk>."""
+    """The vocab_size - 4 most frequent characters, the three specials and <unk>. A newline is always
+    in the alphabet: texts are joined with it (reference text, documents) even when no story has one."""
     counts: Counter = Counter()
     for t in texts:
         counts.update(t)
+    counts["\n"] += 1 + (max(counts.values()) if counts else 0)  # first, so never cut
     keep = [c for c, _ in counts.most_common(vocab_size - len(SPECIALS) - 1)]
     vocab = {s: i for i, s in enumerate(SPECIALS + [UNK] + keep)}
     tok = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
@@ -58,14 +60,21 @@ def train_chars(texts: Iterable[str], vocab_size: int) -> Tokenizer:
 
 
 def train(texts: Iterable[str], vocab_size: int, kind: str = "auto", length: int | None = None) -> Tokenizer:
-    """kind: 'bpe', 'chars', or 'auto' (chars below MIN_BPE_VOCAB tokens, else bpe)."""
+    """kind: 'bpe', 'chars', or 'auto' (chars below MIN_BPE_VOCAB tokens, else bpe). The result has
+    exactly vocab_size tokens: when the text has fewer characters (chars) or merges (bpe) than that,
+    the rest are unused specials, never produced by encode, so a preset's vocabulary always fits."""
     if kind == "auto":
         kind = "chars" if vocab_size < MIN_BPE_VOCAB else "bpe"
     if kind == "bpe":
-        return train_bpe(texts, vocab_size, length)
-    if kind == "chars":
-        return train_chars(texts, vocab_size)
-    raise TokenizerError(f"unknown tokenizer kind {kind!r} (bpe, chars or auto)")
+        tok = train_bpe(texts, vocab_size, length)
+    elif kind == "chars":
+        tok = train_chars(texts, vocab_size)
+    else:
+        raise TokenizerError(f"unknown tokenizer kind {kind!r} (bpe, chars or auto)")
+    short = vocab_size - tok.get_vocab_size()
+    if short > 0:
+        tok.add_special_tokens([f"<|unused{i}|>" for i in range(short)])
+    return tok
 
 
 def load(path: str) -> Tokenizer:

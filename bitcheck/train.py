@@ -6,13 +6,20 @@ optional torch.compile, gradient accumulation, clipping, checkpoints, exact resu
 
 `batches(step, micro)` returns the (x, y) tensors of one micro-batch; it must depend only on its
 arguments (the synthetic tasks seed by step), which is what makes `k steps + resume + (N-k) steps`
-equal `N steps` on CPU fp32. Not covered: distributed training (the TinyStories issue adds it).
+equal `N steps` on CPU fp32.
+
+Distributed data parallel: launched by `torchrun`, `init_distributed()` joins the process group
+(NCCL on CUDA, gloo on CPU) and the Trainer wraps the model in DistributedDataParallel. Each rank's
+`batches` returns its slice of one global batch, so N processes take the same steps as one process
+with the whole batch; the logged loss is the mean over ranks; only rank 0 writes metrics,
+checkpoints and evaluations, and every stop (time, early, non-finite) is agreed by all ranks.
 """
 from __future__ import annotations
 
 import contextlib
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -35,6 +42,35 @@ def resolve_device(name: str) -> torch.device:
     if name not in ("cpu",) and not name.startswith("cuda"):
         raise ConfigError(f"unknown device {name!r}; use auto, cpu or cuda")
     return torch.device(name)
+
+
+@dataclass
+class Dist:
+    """This process's place in a torchrun job (rank 0 of 1 when not distributed)."""
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str) -> tuple[Dist, str]:
+    """Join the process group when started by torchrun (WORLD_SIZE > 1); returns (dist, device),
+    with each rank on its own GPU under CUDA."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist(), device
+    import torch.distributed as dist
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        torch.cuda.set_device(local)
+        device = f"cuda:{local}"
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    return Dist(rank, world, local), device
 
 
 def schedule(step: int, cfg: TrainConfig) -> tuple[float, float]:
@@ -81,11 +117,13 @@ class TrainResult:
 
 
 class Trainer:
-    def __init__(self, model: nn.Module, cfg: TrainConfig, batches: Batches, run: RunDir,
-                 meta: dict, progress: bool = True, watchers: list | None = None):
+    def __init__(self, model: nn.Module, cfg: TrainConfig, batches: Batches, run: RunDir | None,
+                 meta: dict, progress: bool = True, watchers: list | None = None, dist: Dist | None = None):
         """meta: readable JSON-able dict saved in every checkpoint (model_config, tokenizer, task).
         watchers: objects with before_step(model, step) / after_step(model, step) (probes' flip-rate
-        and update-ratio watches), called around every optimizer step."""
+        and update-ratio watches), called around every optimizer step. dist: this rank under
+        torchrun (`run` may be None on ranks other than 0: they write nothing)."""
+        self.dist = dist or Dist()
         self.watchers = watchers or []
         self.cfg, self.batches, self.run_dir, self.meta = cfg, batches, run, meta
         self.device = resolve_device(cfg.device)
@@ -96,8 +134,13 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16")
         self.step = 0
         self.elapsed_prev = 0.0  # seconds spent before a resume
-        self.progress = progress
-        self._forward = torch.compile(self.model) if cfg.compile else self.model
+        self.progress = progress and self.dist.main
+        forward = self.model
+        if self.dist.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+            forward = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self._forward = torch.compile(forward) if cfg.compile else forward
 
     # ---- checkpoints -------------------------------------------------------------------------
     def state(self) -> dict:
@@ -113,7 +156,9 @@ class Trainer:
             **self.meta,
         }
 
-    def save(self) -> str:
+    def save(self) -> str | None:
+        if not self.dist.main:
+            return None
         path = self.run_dir.checkpoints / f"step_{self.step}" / "checkpoint.pt"
         save_checkpoint(path, self.state())
         return str(path)
@@ -130,8 +175,9 @@ class Trainer:
             torch.set_rng_state(rng["torch"])
         if rng.get("cuda") and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
-        for path in (self.run_dir.metrics, self.run_dir.evals, self.run_dir.samples):
-            self.run_dir.truncate_after(path, self.step)
+        if self.dist.main:
+            for path in (self.run_dir.metrics, self.run_dir.evals, self.run_dir.samples):
+                self.run_dir.truncate_after(path, self.step)
 
     # ---- the loop ----------------------------------------------------------------------------
     def _autocast(self):
@@ -158,6 +204,11 @@ class Trainer:
             self.scaler.scale(loss / cfg.grad_accum).backward()
             total += loss.item() / cfg.grad_accum
             tokens += x.numel()
+        if self.dist.world > 1:  # the logged loss and token count are the global batch's
+            import torch.distributed as dist
+            t = torch.tensor([total], dtype=torch.float64, device=self.device)
+            dist.all_reduce(t)
+            total, tokens = t.item() / self.dist.world, tokens * self.dist.world
         self.scaler.unscale_(self.optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip).item()
         self.scaler.step(self.optimizer)
@@ -183,10 +234,12 @@ class Trainer:
                     window_tokens += rec.pop("tokens")
                     elapsed = self.elapsed_prev + time.perf_counter() - start
                     if not (math.isfinite(rec["loss"]) and math.isfinite(rec["grad_norm"])):
-                        append_jsonl(self.run_dir.metrics, {"step": self.step, **rec, "elapsed_s": elapsed})
+                        if self.dist.main:  # every rank sees the same all-reduced loss and gradients
+                            append_jsonl(self.run_dir.metrics, {"step": self.step, **rec, "elapsed_s": elapsed})
                         stopped = "nonfinite"
                         break
-                    if self.step == 1 or self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    main = self.dist.main
+                    if main and (self.step == 1 or self.step % cfg.log_every == 0 or self.step == cfg.steps):
                         now = time.perf_counter()
                         tps = window_tokens / max(now - window_t, 1e-9)
                         window_t, window_tokens = now, 0
@@ -195,25 +248,38 @@ class Trainer:
                         progress.update(self.step, rec["loss"], tps)
                     if cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
                         self.save()
-                    if evaluate and cfg.eval_every and self.step % cfg.eval_every == 0:
+                    stop = None
+                    if main and evaluate and cfg.eval_every and self.step % cfg.eval_every == 0:
                         last_eval = self._evaluate(evaluate, elapsed)
-                        if last_eval.get("stop"):
-                            stopped = "early"
-                            break
-                    if budget is not None and elapsed >= budget:
-                        stopped = "time"
+                        stop = "early" if last_eval.get("stop") else None
+                    if stop is None and budget is not None and elapsed >= budget:
+                        stop = "time"
+                    stop = self._agree(stop)
+                    if stop:
+                        stopped = stop
                         break
         except KeyboardInterrupt:
             stopped = "interrupted"
         self.elapsed_prev += time.perf_counter() - start
         ckpt = self.save()
-        if evaluate and stopped != "early" and last_eval.get("step") != self.step:
+        if self.dist.main and evaluate and stopped != "early" and last_eval.get("step") != self.step:
             # the final state is always evaluated, also after Ctrl-C: the report says what ran
             try:
                 last_eval = self._evaluate(evaluate, self.elapsed_prev)
             except KeyboardInterrupt:
                 stopped = "interrupted"
         return TrainResult(self.step, stopped, self.elapsed_prev, last_eval, ckpt)
+
+    STOPS = (None, "time", "early")
+
+    def _agree(self, stop: str | None) -> str | None:
+        """Under DDP every rank must leave the loop at the same step: the strongest reason wins."""
+        if self.dist.world == 1:
+            return stop
+        import torch.distributed as dist
+        t = torch.tensor([self.STOPS.index(stop)], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return self.STOPS[int(t.item())]
 
     def _evaluate(self, evaluate: Evaluate, elapsed: float) -> dict:
         self.model.eval()

@@ -57,7 +57,7 @@ def _evidence(probes: list[dict], names: set[str] | None = None, branches: set[s
 
 
 def decide(probes: list[dict], metrics: dict, scalars: list[dict], task_passed: bool | None,
-           run_dir: str = "RUN_DIR") -> dict:
+           run_dir: str = "RUN_DIR", steep_drop: float = STEEP_DROP) -> dict:
     """One verdict: {status, category, part, diagnosis, evidence, next_steps}."""
     stopped = metrics.get("stopped")
     failing = {p.get("branch") for p in probes if p["status"] in BAD}
@@ -90,7 +90,7 @@ def decide(probes: list[dict], metrics: dict, scalars: list[dict], task_passed: 
                   + ": quantization, STE gradients, numerics, data, loss and generation check out.",
                   [], ["Scale up: a harder task (quick-json, quick-python) or real data (tinystories)."])
     trend = loss_trend(scalars)
-    if trend is None or trend > STEEP_DROP:
+    if trend is None or trend > steep_drop:
         falling = ("the run is too short to see a plateau" if trend is None else
                    f"the loss still falls {trend:.0%} per fifth of the run at the end")
         return _v("FAIL", "UNDERTRAINED", "capacity",

@@ -7,23 +7,31 @@ to words of the source, targets must be the inputs shifted by one, and every id 
 from __future__ import annotations
 
 import difflib
+import re
 
 
 from probes.core import Subject, Threshold, judge, probe
 
 # Share of characters lost in decode(encode(text)). Measured: byte-level BPE and our char tokenizers 0;
 # a BPE with the Whitespace pre-tokenizer on arithmetic text 0.076 (spaces and newlines). The 1m
-# preset's limited alphabet may lose rare characters: the TinyStories issue bounds that at 0.1%.
+# preset's character alphabet may lose rare characters: the bar is 0.1% (0.0000% measured on the real
+# TinyStories sample, README "TinyStories").
 LOST_CHARS = Threshold("lost_char_share", warn=0.0, fail=0.001, source="exact tokenizers 0; Whitespace BPE 0.076")
 # Share of target positions (with a loss) equal to the next input token. Measured: healthy 1.0;
 # targets not shifted 0.031.
 SHIFTED = Threshold("shifted_share", warn=None, fail=0.999, higher_is_worse=False, source="healthy 1.0; unshifted 0.031")
 OUT_OF_RANGE = Threshold("out_of_range_ids", warn=None, fail=0, source="any id >= vocab is a bug")
-# Share of words in the decoded batches that occur in the reference text. Measured: healthy 0.989
-# (numbers absent from the sample are the misses). No planted bug drives it down yet; the bound
-# leaves room for domains with a longer tail of words.
-KNOWN_WORDS = Threshold("batch_known_word_share", warn=0.9, fail=0.6, higher_is_worse=False,
-                        source="healthy 0.989")
+# Share of words (lower-cased \w+ runs) in the decoded batches that occur in the reference text.
+# Measured: healthy arithmetic 0.989 (numbers absent from the sample are the misses); real
+# TinyStories (the 2 MiB sample, 1m preset, 60k characters of reference) 0.894, where whitespace
+# words with punctuation attached gave 0.834 and a WARN on a healthy run. No planted bug drives it
+# down yet; a decoder mapping ids to the wrong strings gives near 0.
+KNOWN_WORDS = Threshold("batch_known_word_share", warn=0.8, fail=0.6, higher_is_worse=False,
+                        source="healthy arithmetic 0.989, TinyStories 0.894")
+
+
+def words_of(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
 
 
 def lost_char_share(tokenizer, texts: list[str], max_chars: int = 4000) -> float:
@@ -56,7 +64,7 @@ def data_decode(s: Subject):
         vocab = s.vocab_size
         shifted = counted = oor = 0
         words_known = words = 0
-        known = set(" ".join(s.texts or []).split())
+        known = set(words_of(" ".join(s.texts or [])))
         for x, y in s.batches:
             if vocab is not None:
                 oor += int(((x < 0) | (x >= vocab)).sum()) + int(((y < -1) | (y >= vocab)).sum())
@@ -65,7 +73,7 @@ def data_decode(s: Subject):
             counted += int(m.sum())
             if known:
                 for row in x.tolist():
-                    ws = s.tokenizer.decode(row).split()[1:-1]  # the ends may be cut mid-word
+                    ws = words_of(s.tokenizer.decode(row))[1:-1]  # the ends may be cut mid-word
                     words += len(ws)
                     words_known += sum(w in known for w in ws)
         values["shifted_share"] = shifted / max(counted, 1)

@@ -1,0 +1,303 @@
+"""`bitcheck tinystories`: a BitNet on real stories, judged by its validation loss curve, bits per
+byte, samples and the probes.
+
+    report, code = run_stories(StoriesOptions(preset="1m", data="tinystories.txt", minutes=10))
+
+Data flows: --data (bitcheck/textdata.py: hub, local file, save_to_disk folder, or generated
+stories) -> a tokenizer (--tokenizer, or one of the preset's vocabulary trained on the data and
+cached) -> uint16 token files -> memory-mapped random batches -> the Trainer (bitcheck/train.py,
+DDP under torchrun) -> every --eval-every steps validation loss and bits per byte, every
+--sample-every steps samples for the seed's prompts -> at the end the probes (on the exact batches
+fed, the validation stories as reference text), the tree, the report. Only rank 0 writes.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bitcheck import tokenizer as toks
+from bitcheck.config import PRESETS, ConfigError, ModelConfig, TrainConfig, preset_config
+from bitcheck.diagnostics import (LogitsOnly, incremental_logits, make_watchers, probe_results, sample_generator,
+                                  sampler)
+from bitcheck.export import packed_model
+from bitcheck.model import BitNet
+from bitcheck.report import write_report
+from bitcheck.rundir import RunDir, RunDirError, append_jsonl, atomic_write_text, load_checkpoint
+from bitcheck.textdata import HUB_DEFAULT, SEPARATOR, TokenBatches, TokenCache, build_cache, open_source
+from bitcheck.train import Dist, Trainer, init_distributed, resolve_device
+from bitcheck.verdict import MIN_POINTS, decide
+from probes import Subject, TokenizerAdapter
+
+PROMPTS = ("Once upon a time", "There was a little", "One day a boy")  # the seed design's
+SAMPLE_TOKENS = 160
+SAMPLE_TEMPERATURE = 0.8
+PROBE_TEXT_CHARS = 60_000  # validation text kept in checkpoints: the probes' reference in `diagnose`
+DEFAULT_VOCAB = 2048  # presets that take the vocabulary from the tokenizer get this one when trained here
+# The run passes when validation bits per byte reach this bar (tokenizer-independent, so the 1m
+# character model and the 12m BPE model share it). Measured (README, "TinyStories"): the 1m preset,
+# 10 minutes on the real 2 MiB sample, reached 1.56 bpb with the gibberish probe passing (known words
+# 0.97 of the reference's rate) but samples still misspelling words ("tunbry", "unkterpy"); at 2.07
+# bpb (step 400) a third of the words were misspelt. The bar asks for clearly better than that.
+PASS_BPB = 1.5
+# "Still falling steeply" for a validation curve: that same run fell 4.2% over its last fifth
+# (12 evaluations, 1.159 -> 1.083 nats) while its samples kept improving; the quick runs' 5% would
+# have called it a plateau. A plateau here is under 2% per fifth.
+STEEP_DROP = 0.02
+
+
+@dataclass
+class StoriesOptions:
+    steps: int = 30000
+    preset: str = "12m"
+    data: str = HUB_DEFAULT
+    data_dir: str = "data"
+    tokenizer: str | None = None
+    tokenizer_stories: int = 20000  # stories the tokenizer is trained on when none is given
+    max_stories: int | None = None  # cap on training stories tokenised (None: all)
+    batch: int = 32  # global batch, split over DDP ranks
+    seq: int = 256
+    lr: float = 1.5e-3
+    warmup: int = 250
+    eval_every: int = 500
+    sample_every: int = 1000
+    val_batches: int = 8
+    minutes: float | None = None
+    seed: int = 0
+    device: str = "auto"
+    precision: str | None = None  # default fp32 on CPU, bf16 on CUDA
+    compile: bool = False
+    out: str = "runs"
+    progress: bool = True
+    overrides: dict = field(default_factory=dict)  # TrainConfig fields, for tests and experiments
+
+
+def preset_vocab(preset: str) -> int:
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[preset]["vocab_size"] or DEFAULT_VOCAB
+
+
+def prepare(opts: StoriesOptions, dist: Dist, tok=None) -> tuple[object, TokenCache, object]:
+    """(tokenizer, token cache, source). Rank 0 builds what is missing; the others wait, then read it.
+    `tok`: a tokenizer already decided (a resumed run's own)."""
+    source = open_source(opts.data)
+    if not dist.main:
+        import torch.distributed as tdist
+        tdist.barrier()
+    if tok is not None:
+        pass
+    elif opts.tokenizer:
+        tok = toks.load(opts.tokenizer)
+    else:
+        vocab = preset_vocab(opts.preset)
+        import hashlib
+        key = hashlib.sha256(f"{source.identity}|{vocab}|{opts.tokenizer_stories}".encode()).hexdigest()[:16]
+        path = Path(opts.data_dir) / "tokenizers" / f"{vocab}-{key}.json"
+        if path.is_file():
+            tok = toks.load(str(path))
+        else:
+            stories = _take(source.stories("train"), opts.tokenizer_stories)
+            tok = toks.train(stories, vocab)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tok.save(str(tmp))
+            tmp.replace(path)
+    for name in (toks.EOS,):
+        toks.special_id(tok, name)
+    cache = build_cache(source, tok, opts.data_dir, opts.max_stories, progress=opts.progress and dist.main)
+    if dist.main and dist.world > 1:
+        import torch.distributed as tdist
+        tdist.barrier()
+    return tok, cache, source
+
+
+def _take(it, n):
+    for i, x in enumerate(it):
+        if i >= n:
+            return
+        yield x
+
+
+def val_unigram_entropy(cache: TokenCache, vocab: int) -> float:
+    counts = np.bincount(np.memmap(cache.val, dtype=np.uint16, mode="r"), minlength=vocab).astype(np.float64)
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def make_evaluator(tok, cache: TokenCache, opts: StoriesOptions, run: RunDir, console=None):
+    val = TokenBatches(cache.val, opts.seq, min(opts.batch, 16), opts.seed, salt=1)
+    bpt = 1.0 / cache.bytes_per_token("val")  # tokens per byte
+    eos = tok.token_to_id(SEPARATOR)
+
+    def evaluate(model: BitNet, step: int) -> dict:
+        device = next(model.parameters()).device
+        with torch.no_grad():
+            losses = [model(x.to(device), y.to(device))[1].item() for x, y in (val(i) for i in range(opts.val_batches))]
+        loss = sum(losses) / len(losses)
+        out = {"val_loss": loss, "val_bpb": loss / math.log(2) * bpt}
+        if opts.sample_every and step % opts.sample_every == 0:
+            out["samples"] = write_samples(model, tok, eos, run, step, console)
+        return out
+    return evaluate
+
+
+def samples_for(model: BitNet, tok, eos: int, seed: int = 0) -> list[dict]:
+    """One sample per prompt (temperature 0.8, fixed seed), cut at the end of the story."""
+    device = next(model.parameters()).device
+    out = []
+    for i, prompt in enumerate(PROMPTS):
+        ids = [eos] + tok.encode(prompt, add_special_tokens=False).ids
+        idx = torch.tensor([ids], dtype=torch.long, device=device)
+        gen = model.generate(idx, SAMPLE_TOKENS, temperature=SAMPLE_TEMPERATURE, eos_id=eos, seed=seed + i)
+        new = gen[0, len(ids):].tolist()
+        if eos in new:
+            new = new[:new.index(eos)]
+        out.append({"prompt": prompt, "generated_text": prompt + tok.decode(new)})
+    return out
+
+
+def write_samples(model, tok, eos, run: RunDir, step: int, console=None) -> list[dict]:
+    samples = samples_for(model, tok, eos)
+    for s in samples:
+        append_jsonl(run.samples, {"step": step, **s})
+        if console is not None:
+            console.print(f"[dim]step {step}[/] {s['generated_text'][:200]!r}", highlight=False)
+    return samples
+
+
+def stories_subject(model: BitNet, cfg: ModelConfig, tok, batches: list, text: str, watchers=(),
+                    optimizer=None) -> Subject:
+    """A Subject for a story model: the exact batches fed, validation stories as reference text."""
+    plain = text.replace(SEPARATOR, "\n")
+    n = max(1, len(plain) // 3)
+    history = {}
+    for w in watchers:
+        history["flip_rates" if type(w).__name__ == "FlipWatch" else "update_ratios"] = w.records
+    if optimizer is not None:
+        history["optimizer"] = optimizer
+    eos = tok.token_to_id(SEPARATOR)
+    return Subject(
+        model=LogitsOnly(model), tokenizer=TokenizerAdapter(tok), batches=batches,
+        texts=[plain[i * n:(i + 1) * n] for i in range(3)], prompts=list(PROMPTS), vocab_size=cfg.vocab_size,
+        fresh_model=lambda: LogitsOnly(BitNet(cfg)), sampler=sampler, generate=sample_generator(eos),
+        incremental_logits=incremental_logits, history=history, device=str(next(model.parameters()).device),
+        inference_model=LogitsOnly(packed_model(model)))
+
+
+def verdict_for(probes: list[dict], metrics: dict, run: RunDir, upto: int | None = None) -> dict:
+    """The tree, with the validation curve as the loss curve and the bits-per-byte bar as the task
+    (curves cut at step `upto`, for a checkpoint older than the run's end)."""
+    def cut(rows):
+        return [r for r in rows if upto is None or r.get("step", 0) <= upto]
+    evals = [r for r in cut(run.read_jsonl(run.evals)) if "val_loss" in r]
+    curve = [{"loss": r["val_loss"]} for r in evals] if len(evals) >= MIN_POINTS else cut(run.read_jsonl(run.metrics))
+    passed = metrics.get("val_bpb") is not None and metrics["val_bpb"] <= PASS_BPB
+    return decide(probes, metrics, curve, passed, str(run.path), steep_drop=STEEP_DROP)
+
+
+def _configs(opts: StoriesOptions, tok, dist: Dist) -> tuple[ModelConfig, TrainConfig]:
+    mcfg = preset_config(opts.preset, vocab_size=tok.get_vocab_size())
+    device = resolve_device(opts.device)
+    precision = opts.precision or ("bf16" if device.type == "cuda" else "fp32")
+    tcfg = TrainConfig(steps=opts.steps, max_minutes=opts.minutes, batch_size=opts.batch, seq_len=opts.seq,
+                       lr=opts.lr, warmup_steps=opts.warmup, schedule="two_stage", weight_decay=0.1,
+                       beta1=0.9, beta2=0.95, grad_clip=1.0, device=opts.device, precision=precision,
+                       compile=opts.compile, seed=opts.seed, log_every=10,
+                       eval_every=math.gcd(opts.eval_every, opts.sample_every or opts.eval_every),
+                       extra={"data": opts.data, "eval_every": opts.eval_every, "sample_every": opts.sample_every},
+                       **opts.overrides)
+    if tcfg.seq_len > mcfg.block_size:
+        raise ConfigError(f"--seq {tcfg.seq_len} exceeds the {opts.preset} preset's context of {mcfg.block_size}")
+    if tcfg.batch_size % dist.world:
+        raise ConfigError(f"--batch {tcfg.batch_size} does not split evenly over {dist.world} processes")
+    return mcfg, tcfg
+
+
+def run_stories(opts: StoriesOptions, resume: str | None = None) -> tuple[dict | None, int]:
+    """Train, evaluate, sample, probe. Returns (report, exit code); (None, 0) on ranks other than 0."""
+    dist, device = init_distributed(opts.device)
+    opts.device = device
+    ckpt = None
+    if resume:
+        run = RunDir.existing(resume)
+        ckpt = load_checkpoint(run.latest_checkpoint())
+        prev = json.loads(ckpt.get("task") or "{}")
+        if prev.get("name") != "tinystories":
+            raise RunDirError(f"{resume} is not a tinystories run")
+        saved = json.loads(ckpt["train_config"])
+        opts.data, opts.preset = prev["data"], prev["preset"]
+        opts.seed, opts.batch, opts.seq = saved["seed"], saved["batch_size"], saved["seq_len"]
+    if ckpt is not None:
+        from tokenizers import Tokenizer
+        if opts.tokenizer:
+            raise ConfigError("--tokenizer cannot change on --resume: the run keeps the tokenizer it was trained with")
+        tok, cache, source = prepare(opts, dist, Tokenizer.from_str(ckpt["tokenizer"]))
+    else:
+        tok, cache, source = prepare(opts, dist)
+    mcfg, tcfg = _configs(opts, tok, dist)
+    if ckpt is not None:
+        tcfg = TrainConfig.from_dict({**json.loads(ckpt["train_config"]), "steps": opts.steps,
+                                      "max_minutes": opts.minutes, "device": opts.device})
+    run = (RunDir.existing(resume) if resume else RunDir.create(opts.out, f"tinystories-{opts.preset}-s{opts.seed}")) \
+        if dist.main else None
+    torch.manual_seed(tcfg.seed)
+    model = BitNet(mcfg)
+    # the probes' reference text: validation stories, topped up with training ones when the split is small
+    probe_text = "\n".join(_take(source.stories("val"), 300))
+    if len(probe_text) < PROBE_TEXT_CHARS:
+        probe_text += "\n" + "\n".join(_take(source.stories("train"), 300))
+    probe_text = probe_text[:PROBE_TEXT_CHARS]
+    task_meta = {"name": "tinystories", "data": source.name, "preset": opts.preset, "cache": str(cache.dir)}
+    meta = {"model_config": json.dumps(mcfg.to_dict()), "tokenizer": tok.to_str(), "task": json.dumps(task_meta),
+            "probe_text": probe_text}
+    batches = TokenBatches(cache.train, tcfg.seq_len, tcfg.batch_size, tcfg.seed, dist.rank, dist.world)
+    watchers = make_watchers()
+    trainer = Trainer(model, tcfg, batches, run, meta, progress=opts.progress, watchers=watchers, dist=dist)
+    if ckpt is not None:
+        trainer.load_state(ckpt)
+    evaluate = None
+    if dist.main:
+        from rich.console import Console
+        atomic_write_text(run.config, json.dumps({"command": "tinystories", "model": mcfg.to_dict(),
+                                                  "train": tcfg.to_dict(), "task": task_meta,
+                                                  "data": cache.meta, "world_size": dist.world}, indent=2))
+        evaluate = make_evaluator(tok, cache, opts, run, Console(stderr=True) if opts.progress else None)
+    result = trainer.run(evaluate=evaluate)
+    if not dist.main:
+        return None, 0
+    last = result.last_eval
+    samples = write_samples(model, tok, tok.token_to_id(SEPARATOR), run, result.step) \
+        if "samples" not in last else last["samples"]
+    scalars = run.read_jsonl(run.metrics)
+    metrics = {
+        "task": "tinystories", "data": source.name, "preset": opts.preset, "params": model.num_params(),
+        "vocab_size": mcfg.vocab_size, "ln_vocab": math.log(mcfg.vocab_size),
+        "loss_at_init": scalars[0]["loss"] if scalars else None, "final_loss": scalars[-1]["loss"] if scalars else None,
+        "val_loss": last.get("val_loss"), "val_bpb": last.get("val_bpb"), "pass_bpb": PASS_BPB,
+        "val_unigram_entropy": val_unigram_entropy(cache, mcfg.vocab_size),
+        "bytes_per_token": cache.bytes_per_token("val"), "train_tokens": cache.meta["train"]["tokens"],
+        "steps": result.step, "steps_planned": tcfg.steps, "stopped": result.stopped,
+        "elapsed_s": round(result.elapsed_s, 2), "device": str(trainer.device), "precision": tcfg.precision,
+        "world_size": dist.world, "global_batch": tcfg.batch_size,
+        "tokens_per_s": _median([r["tokens_per_s"] for r in scalars if "tokens_per_s" in r]),
+        "samples": samples, "checkpoint": result.checkpoint,
+    }
+    subject = stories_subject(model, mcfg, tok, [batches(i, 0) for i in range(2)], probe_text, watchers,
+                              trainer.optimizer)
+    probes = probe_results(subject, kinds=("static",) if result.stopped == "interrupted" else None)
+    verdict = verdict_for(probes, metrics, run)
+    report = {"command": "tinystories", "verdict": verdict, "metrics": metrics, "probes": probes,
+              "run_dir": str(run.path)}
+    write_report(run, report)
+    code = 0 if verdict["status"] == "PASS" else (130 if result.stopped == "interrupted" else 1)
+    return report, code
+
+
+def _median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if xs else None
