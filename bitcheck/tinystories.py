@@ -107,8 +107,7 @@ def prepare(opts: StoriesOptions, dist: Dist, tok=None) -> tuple[object, TokenCa
             tmp = path.with_suffix(".tmp")
             tok.save(str(tmp))
             tmp.replace(path)
-    for name in (toks.EOS,):
-        toks.special_id(tok, name)
+    toks.special_id(tok, toks.EOS)  # stories end with it: a clear error for a tokenizer without it
     cache = build_cache(source, tok, opts.data_dir, opts.max_stories, progress=opts.progress and dist.main)
     if dist.main and dist.world > 1:
         import torch.distributed as tdist

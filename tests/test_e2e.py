@@ -4,7 +4,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -58,15 +57,22 @@ def _bitcheck(*args, **kw):
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kw)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_interrupt_saves_checkpoint_and_report(tmp_path, sig):
+STORIES = ("tinystories", "--data", "synthetic:300", "--preset", "tiny", "--seq", "32", "--batch", "8",
+           "--data-dir")  # + a data folder
+
+
+@pytest.mark.parametrize("sig,command", [(signal.SIGINT, "quick-arith"), (signal.SIGTERM, "quick-arith"),
+                                         (signal.SIGINT, "tinystories")])
+def test_interrupt_saves_checkpoint_and_report(tmp_path, sig, command):
     """Ctrl-C (SIGINT) or SIGTERM mid-training: a checkpoint and the report of what ran; exit 130."""
-    proc = _bitcheck("quick-arith", "--no-compile", "--device", "cpu", "--steps", "100000", "--out", str(tmp_path))
+    args = ("quick-arith", "--no-compile") if command == "quick-arith" else (*STORIES, str(tmp_path / "data"))
+    out_dir = tmp_path / "runs"
+    proc = _bitcheck(*args, "--device", "cpu", "--steps", "100000", "--out", str(out_dir))
     try:
         deadline = time.time() + 120
         scalars = None
         while time.time() < deadline:
-            found = list(Path(tmp_path).glob("*/metrics/scalars.jsonl"))
+            found = list(out_dir.glob("*/metrics/scalars.jsonl"))
             if found and len(found[0].read_text().splitlines()) >= 3:
                 scalars = found[0]
                 break

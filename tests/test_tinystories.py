@@ -56,6 +56,14 @@ def test_short_run_writes_samples_metrics_and_report_then_resumes(tmp_path):
     assert result.exit_code == 1, result.output[-2000:]
     assert json.loads(result.stdout)["metrics"]["steps"] == 15
     assert [e["step"] for e in run.read_jsonl(run.evals)] == [5, 10, 15]
+    # the checkpoint carries its tokenizer and reference text: diagnose reruns the probes on it
+    ckpt = run.checkpoints / "step_15" / "checkpoint.pt"
+    result = runner.invoke(app, ["diagnose", str(ckpt), "--json"])
+    diag = json.loads(result.stdout)
+    assert diag["metrics"]["task"] == "tinystories" and diag["metrics"]["steps"] == 15
+    assert diag["metrics"]["val_bpb"] == run.read_jsonl(run.evals)[-1]["val_bpb"]
+    assert {p["name"] for p in diag["probes"]} >= {"data_decode", "ste_gradient_flow", "kv_cache_parity", "gibberish"}
+    assert diag["verdict"]["category"] == "UNDERTRAINED" and result.exit_code == 1
 
 
 @pytest.mark.parametrize("args,message", [
