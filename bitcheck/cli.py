@@ -219,7 +219,8 @@ def tokenizer_train(
 
 @app.command()
 def tinystories(
-    steps: Annotated[int, typer.Option(help="Training steps (the schedule's horizon).")] = 30000,
+    steps: Annotated[Optional[int], typer.Option(
+        help="Training steps, the schedule's horizon (default 30000; on --resume the run's own).")] = None,
     preset: Annotated[str, typer.Option(help="Model preset: 12m (2048 BPE), 5m, 1m (192 characters).")] = "12m",
     data: DataOpt = "roneneldan/TinyStories",
     tokenizer: Annotated[Optional[str], typer.Option(
@@ -251,7 +252,7 @@ def tinystories(
     from bitcheck.tokenizer import TokenizerError
 
     for name, v in (("--steps", steps), ("--batch", batch), ("--seq", seq), ("--eval-every", eval_every)):
-        if v <= 0:
+        if v is not None and v <= 0:
             _fail_usage(f"{name} must be positive, got {v}")
     if minutes is not None and minutes <= 0:
         _fail_usage(f"--minutes must be positive, got {minutes}")

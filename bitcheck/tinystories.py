@@ -37,6 +37,7 @@ PROMPTS = ("Once upon a time", "There was a little", "One day a boy")  # the see
 SAMPLE_TOKENS = 160
 SAMPLE_TEMPERATURE = 0.8
 PROBE_TEXT_CHARS = 60_000  # validation text kept in checkpoints: the probes' reference in `diagnose`
+DEFAULT_STEPS = 30000  # the seed design's run
 DEFAULT_VOCAB = 2048  # presets that take the vocabulary from the tokenizer get this one when trained here
 # The run passes when validation bits per byte reach this bar (tokenizer-independent, so the 1m
 # character model and the 12m BPE model share it). Measured (README, "TinyStories"): the 1m preset,
@@ -52,7 +53,7 @@ STEEP_DROP = 0.02
 
 @dataclass
 class StoriesOptions:
-    steps: int = 30000
+    steps: int | None = None  # None: 30000 for a new run, the run's own horizon on --resume
     preset: str = "12m"
     data: str = HUB_DEFAULT
     data_dir: str = "data"
@@ -203,7 +204,8 @@ def _configs(opts: StoriesOptions, tok, dist: Dist) -> tuple[ModelConfig, TrainC
     mcfg = preset_config(opts.preset, vocab_size=tok.get_vocab_size())
     device = resolve_device(opts.device)
     precision = opts.precision or ("bf16" if device.type == "cuda" else "fp32")
-    tcfg = TrainConfig(steps=opts.steps, max_minutes=opts.minutes, batch_size=opts.batch, seq_len=opts.seq,
+    tcfg = TrainConfig(steps=opts.steps or DEFAULT_STEPS, max_minutes=opts.minutes, batch_size=opts.batch,
+                       seq_len=opts.seq,
                        lr=opts.lr, warmup_steps=opts.warmup, schedule="two_stage", weight_decay=0.1,
                        beta1=0.9, beta2=0.95, grad_clip=1.0, device=opts.device, precision=precision,
                        compile=opts.compile, seed=opts.seed, log_every=10,
@@ -230,6 +232,7 @@ def run_stories(opts: StoriesOptions, resume: str | None = None) -> tuple[dict |
             raise RunDirError(f"{resume} is not a tinystories run")
         saved = json.loads(ckpt["train_config"])
         opts.data, opts.preset = prev["data"], prev["preset"]
+        opts.max_stories = prev.get("max_stories")  # the same cache, so the same training data
         opts.seed, opts.batch, opts.seq = saved["seed"], saved["batch_size"], saved["seq_len"]
     if ckpt is not None:
         from tokenizers import Tokenizer
@@ -240,8 +243,9 @@ def run_stories(opts: StoriesOptions, resume: str | None = None) -> tuple[dict |
         tok, cache, source = prepare(opts, dist)
     mcfg, tcfg = _configs(opts, tok, dist)
     if ckpt is not None:
-        tcfg = TrainConfig.from_dict({**json.loads(ckpt["train_config"]), "steps": opts.steps,
-                                      "max_minutes": opts.minutes, "device": opts.device})
+        saved = json.loads(ckpt["train_config"])
+        tcfg = TrainConfig.from_dict({**saved, "steps": opts.steps or saved["steps"], "device": opts.device,
+                                      "max_minutes": opts.minutes if opts.minutes is not None else saved["max_minutes"]})
     run = (RunDir.existing(resume) if resume else RunDir.create(opts.out, f"tinystories-{opts.preset}-s{opts.seed}")) \
         if dist.main else None
     torch.manual_seed(tcfg.seed)
@@ -251,7 +255,8 @@ def run_stories(opts: StoriesOptions, resume: str | None = None) -> tuple[dict |
     if len(probe_text) < PROBE_TEXT_CHARS:
         probe_text += "\n" + "\n".join(_take(source.stories("train"), 300))
     probe_text = probe_text[:PROBE_TEXT_CHARS]
-    task_meta = {"name": "tinystories", "data": source.name, "preset": opts.preset, "cache": str(cache.dir)}
+    task_meta = {"name": "tinystories", "data": source.name, "preset": opts.preset, "cache": str(cache.dir),
+                 "max_stories": opts.max_stories}
     meta = {"model_config": json.dumps(mcfg.to_dict()), "tokenizer": tok.to_str(), "task": json.dumps(task_meta),
             "probe_text": probe_text}
     batches = TokenBatches(cache.train, tcfg.seq_len, tcfg.batch_size, tcfg.seed, dist.rank, dist.world)
