@@ -197,7 +197,12 @@ def verdict_for(probes: list[dict], metrics: dict, run: RunDir, upto: int | None
     evals = [r for r in cut(run.read_jsonl(run.evals)) if "val_loss" in r]
     curve = [{"loss": r["val_loss"]} for r in evals] if len(evals) >= MIN_POINTS else cut(run.read_jsonl(run.metrics))
     passed = metrics.get("val_bpb") is not None and metrics["val_bpb"] <= PASS_BPB
-    return decide(probes, metrics, curve, passed, str(run.path), steep_drop=STEEP_DROP)
+    verdict = decide(probes, metrics, curve, passed, str(run.path), steep_drop=STEEP_DROP)
+    if verdict["category"] == "INFRASTRUCTURE OK":
+        verdict["diagnosis"] += f" Validation {metrics['val_bpb']:.3f} bits per byte (bar {PASS_BPB})."
+        verdict["next_steps"] = ["Train longer or a larger preset for better stories; the infrastructure is not "
+                                 "what limits this model.", "Compare its samples with the probes' reference text."]
+    return verdict
 
 
 def _configs(opts: StoriesOptions, tok, dist: Dist) -> tuple[ModelConfig, TrainConfig]:

@@ -86,7 +86,7 @@ def decide(probes: list[dict], metrics: dict, scalars: list[dict], task_passed: 
     if task_passed or task_passed is None and not failing:
         what = metrics.get("accuracy")
         return _v("PASS", "INFRASTRUCTURE OK", None,
-                  "Every probe passed" + (f" and the task was learned ({_fmt_acc(what)})" if what else "")
+                  _all_passed(probes) + (f" and the task was learned ({_fmt_acc(what)})" if what else "")
                   + ": quantization, STE gradients, numerics, data, loss and generation check out.",
                   [], ["Scale up: a harder task (quick-json, quick-python) or real data (tinystories)."])
     trend = loss_trend(scalars)
@@ -103,6 +103,11 @@ def decide(probes: list[dict], metrics: dict, scalars: list[dict], task_passed: 
               [{"probe": "loss_curve", "status": "FAIL", "value": trend, "message": "plateau"}],
               ["Use a larger preset or an easier task; confirm with the default quick-arith first.",
                "If a larger model plateaus at the same loss, suspect the data instead."])
+
+
+def _all_passed(probes: list[dict]) -> str:
+    warned = [p["name"] for p in probes if p["status"] == "WARN"]
+    return f"No probe failed (WARN: {', '.join(warned)})" if warned else "Every probe passed"
 
 
 def _fmt_acc(acc) -> str:

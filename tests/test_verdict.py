@@ -59,3 +59,11 @@ def test_run_level_facts():
     assert decide(HEALTHY, {"stopped": "nonfinite", "steps": 7}, FLAT, False)["part"] == "numerics"
     v = decide(HEALTHY, {"stopped": "interrupted", "steps": 7}, FLAT, False, run_dir="runs/x")
     assert v["category"] == "INTERRUPTED" and "--resume runs/x" in v["next_steps"][0]
+
+
+def test_ok_verdict_names_the_warnings():
+    probes = [{"name": "gibberish", "status": "WARN", "branch": "generation"},
+              {"name": "sampler", "status": "PASS", "branch": "generation"}]
+    v = decide(probes, {}, [], True)
+    assert v["category"] == "INFRASTRUCTURE OK" and v["diagnosis"].startswith("No probe failed (WARN: gibberish)")
+    assert decide(probes[1:], {}, [], True)["diagnosis"].startswith("Every probe passed")
