@@ -220,7 +220,7 @@ def _diagnose_stories(ckpt: dict, model: BitNet, mcfg: ModelConfig, train: dict,
     from tokenizers import Tokenizer
 
     from bitcheck.tinystories import stories_subject, verdict_for
-    from bitcheck.user_model import UserModelError, text_batches
+    from bitcheck.user_model import text_batches
     from probes import TokenizerAdapter
     try:
         tok = Tokenizer.from_str(ckpt["tokenizer"])

@@ -58,6 +58,19 @@ def make_watchers(every_flip: int = 100, every_update: int = 50) -> list:
     return [FlipWatch(every_flip), UpdateWatch(every_update)]
 
 
+def training_history(watchers=(), optimizer=None) -> dict:
+    """Subject.history from the training watchers and the optimizer (for the training-time probes)."""
+    history = {}
+    for w in watchers:
+        if isinstance(w, FlipWatch):
+            history["flip_rates"] = w.records
+        if isinstance(w, UpdateWatch):
+            history["update_ratios"] = w.records
+    if optimizer is not None:
+        history["optimizer"] = optimizer
+    return history
+
+
 ANSWER_ONLY_SKIP = ("trained with loss on answers only: free-running text is not what the model learned "
                     "(the sampler and KV-cache probes still check generation)")
 
@@ -70,14 +83,7 @@ def task_subject(model: BitNet, cfg: ModelConfig, task, batches, seed: int, watc
     rng = random.Random(f"probe-reference:{seed}")
     texts = ["".join("".join(task.example_text(rng)) for _ in range(200)) for _ in range(3)]
     prompts = ["".join(task.example_text(rng)) for _ in range(6)]
-    history = {}
-    for w in watchers:
-        if isinstance(w, FlipWatch):
-            history["flip_rates"] = w.records
-        if isinstance(w, UpdateWatch):
-            history["update_ratios"] = w.records
-    if optimizer is not None:
-        history["optimizer"] = optimizer
+    history = training_history(watchers, optimizer)
     device = next(model.parameters()).device
     return Subject(
         model=LogitsOnly(model), tokenizer=task.tokenizer, batches=[batches(i, 0) for i in range(n_batches)],

@@ -11,7 +11,6 @@ decision tree gives the verdict. Real text is bitcheck/tinystories.py, on the sa
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -214,13 +213,7 @@ def run_quick(opts: QuickOptions, resume: str | None = None, command: str = "qui
     result = trainer.run(evaluate=make_evaluator(task, run))
     scalars = run.read_jsonl(run.metrics)
     metrics = {
-        "task": opts.task, "preset": opts.preset or _preset_name(mcfg), "params": model.num_params(),
-        "vocab_size": mcfg.vocab_size, "ln_vocab": math.log(mcfg.vocab_size),
-        "loss_at_init": scalars[0]["loss"] if scalars else None,
-        "final_loss": scalars[-1]["loss"] if scalars else None,
-        "steps": result.step, "steps_planned": tcfg.steps, "stopped": result.stopped,
-        "elapsed_s": round(result.elapsed_s, 2), "device": str(trainer.device), "precision": tcfg.precision,
-        "tokens_per_s": _median([r["tokens_per_s"] for r in scalars if "tokens_per_s" in r]),
+        "task": opts.task, "preset": opts.preset or _preset_name(mcfg), **trainer.summary(result, scalars),
         "accuracy": result.last_eval.get("score", {}).get("per_group", {}),
         "pass_criteria": criteria,
         "failures": result.last_eval.get("score", {}).get("failures", []),
@@ -235,11 +228,6 @@ def run_quick(opts: QuickOptions, resume: str | None = None, command: str = "qui
     write_report(run, report)
     code = 0 if verdict["status"] == "PASS" else (130 if result.stopped == "interrupted" else 1)
     return report, code
-
-
-def _median(xs: list[float]) -> float | None:
-    xs = sorted(xs)
-    return xs[len(xs) // 2] if xs else None
 
 
 def _preset_name(cfg: ModelConfig) -> str:

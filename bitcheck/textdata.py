@@ -26,8 +26,7 @@ import numpy as np
 import torch
 
 from bitcheck.rundir import first_line
-
-SEPARATOR = "<|endoftext|>"
+from bitcheck.tokenizer import EOS as SEPARATOR  # ends every story: the .txt line and the token
 HUB_DEFAULT = "roneneldan/TinyStories"
 VAL_EVERY = 100  # local sources: every 100th story is held out for validation
 CACHE_VERSION = 1
@@ -302,10 +301,3 @@ class TokenBatches:
         rows = np.stack([self.data[s:s + self.seq + 1] for s in mine]).astype(np.int64)
         t = torch.from_numpy(rows)  # (B, T+1)
         return t[:, :-1], t[:, 1:]
-
-
-def read_stories(path: Path, tokenizer, n_chars: int) -> str:
-    """About n_chars of text decoded from the start of a token file (the probes' reference text)."""
-    data = np.memmap(path, dtype=np.uint16, mode="r")
-    ids = data[: n_chars].tolist()  # >= 1 char per token for every tokenizer made here
-    return tokenizer.decode(ids, skip_special_tokens=False)[:n_chars]

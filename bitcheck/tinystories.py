@@ -12,9 +12,11 @@ fed, the validation stories as reference text), the tree, the report. Only rank 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +25,7 @@ import torch
 from bitcheck import tokenizer as toks
 from bitcheck.config import PRESETS, ConfigError, ModelConfig, TrainConfig, preset_config
 from bitcheck.diagnostics import (LogitsOnly, incremental_logits, make_watchers, probe_results, sample_generator,
-                                  sampler)
+                                  sampler, training_history)
 from bitcheck.export import packed_model
 from bitcheck.model import BitNet
 from bitcheck.report import write_report
@@ -90,24 +92,8 @@ def prepare(opts: StoriesOptions, dist: Dist, tok=None) -> tuple[object, TokenCa
     if not dist.main:
         import torch.distributed as tdist
         tdist.barrier()
-    if tok is not None:
-        pass
-    elif opts.tokenizer:
-        tok = toks.load(opts.tokenizer)
-    else:
-        vocab = preset_vocab(opts.preset)
-        import hashlib
-        key = hashlib.sha256(f"{source.identity}|{vocab}|{opts.tokenizer_stories}".encode()).hexdigest()[:16]
-        path = Path(opts.data_dir) / "tokenizers" / f"{vocab}-{key}.json"
-        if path.is_file():
-            tok = toks.load(str(path))
-        else:
-            stories = _take(source.stories("train"), opts.tokenizer_stories)
-            tok = toks.train(stories, vocab)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tok.save(str(tmp))
-            tmp.replace(path)
+    if tok is None:
+        tok = toks.load(opts.tokenizer) if opts.tokenizer else _data_tokenizer(opts, source)
     toks.special_id(tok, toks.EOS)  # stories end with it: a clear error for a tokenizer without it
     cache = build_cache(source, tok, opts.data_dir, opts.max_stories, progress=opts.progress and dist.main)
     if dist.main and dist.world > 1:
@@ -116,11 +102,19 @@ def prepare(opts: StoriesOptions, dist: Dist, tok=None) -> tuple[object, TokenCa
     return tok, cache, source
 
 
-def _take(it, n):
-    for i, x in enumerate(it):
-        if i >= n:
-            return
-        yield x
+def _data_tokenizer(opts: StoriesOptions, source):
+    """A tokenizer of the preset's vocabulary trained on the data, cached by source, size and story count."""
+    vocab = preset_vocab(opts.preset)
+    key = hashlib.sha256(f"{source.identity}|{vocab}|{opts.tokenizer_stories}".encode()).hexdigest()[:16]
+    path = Path(opts.data_dir) / "tokenizers" / f"{vocab}-{key}.json"
+    if path.is_file():
+        return toks.load(str(path))
+    tok = toks.train(islice(source.stories("train"), opts.tokenizer_stories), vocab)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tok.save(str(tmp))
+    tmp.replace(path)
+    return tok
 
 
 def val_unigram_entropy(cache: TokenCache, vocab: int) -> float:
@@ -175,17 +169,13 @@ def stories_subject(model: BitNet, cfg: ModelConfig, tok, batches: list, text: s
     """A Subject for a story model: the exact batches fed, validation stories as reference text."""
     plain = text.replace(SEPARATOR, "\n")
     n = max(1, len(plain) // 3)
-    history = {}
-    for w in watchers:
-        history["flip_rates" if type(w).__name__ == "FlipWatch" else "update_ratios"] = w.records
-    if optimizer is not None:
-        history["optimizer"] = optimizer
     eos = tok.token_to_id(SEPARATOR)
     return Subject(
         model=LogitsOnly(model), tokenizer=TokenizerAdapter(tok), batches=batches,
         texts=[plain[i * n:(i + 1) * n] for i in range(3)], prompts=list(PROMPTS), vocab_size=cfg.vocab_size,
         fresh_model=lambda: LogitsOnly(BitNet(cfg)), sampler=sampler, generate=sample_generator(eos),
-        incremental_logits=incremental_logits, history=history, device=str(next(model.parameters()).device),
+        incremental_logits=incremental_logits, history=training_history(watchers, optimizer),
+        device=str(next(model.parameters()).device),
         inference_model=LogitsOnly(packed_model(model)))
 
 
@@ -228,37 +218,35 @@ def run_stories(opts: StoriesOptions, resume: str | None = None) -> tuple[dict |
     """Train, evaluate, sample, probe. Returns (report, exit code); (None, 0) on ranks other than 0."""
     dist, device = init_distributed(opts.device)
     opts.device = device
-    ckpt = None
+    ckpt, run, given_tok = None, None, None
     if resume:
         run = RunDir.existing(resume)
         ckpt = load_checkpoint(run.latest_checkpoint())
-        prev = json.loads(ckpt.get("task") or "{}")
+        prev, saved = json.loads(ckpt.get("task") or "{}"), json.loads(ckpt["train_config"])
         if prev.get("name") != "tinystories":
             raise RunDirError(f"{resume} is not a tinystories run")
-        saved = json.loads(ckpt["train_config"])
+        if opts.tokenizer:
+            raise ConfigError("--tokenizer cannot change on --resume: the run keeps the tokenizer it was trained with")
+        from tokenizers import Tokenizer
+        given_tok = Tokenizer.from_str(ckpt["tokenizer"])
         opts.data, opts.preset = prev["data"], prev["preset"]
         opts.max_stories = prev.get("max_stories")  # the same cache, so the same training data
         opts.seed, opts.batch, opts.seq = saved["seed"], saved["batch_size"], saved["seq_len"]
-    if ckpt is not None:
-        from tokenizers import Tokenizer
-        if opts.tokenizer:
-            raise ConfigError("--tokenizer cannot change on --resume: the run keeps the tokenizer it was trained with")
-        tok, cache, source = prepare(opts, dist, Tokenizer.from_str(ckpt["tokenizer"]))
-    else:
-        tok, cache, source = prepare(opts, dist)
+    tok, cache, source = prepare(opts, dist, given_tok)
     mcfg, tcfg = _configs(opts, tok, dist)
     if ckpt is not None:
-        saved = json.loads(ckpt["train_config"])
         tcfg = TrainConfig.from_dict({**saved, "steps": opts.steps or saved["steps"], "device": opts.device,
                                       "max_minutes": opts.minutes if opts.minutes is not None else saved["max_minutes"]})
-    run = (RunDir.existing(resume) if resume else RunDir.create(opts.out, f"tinystories-{opts.preset}-s{opts.seed}")) \
-        if dist.main else None
+    if not dist.main:
+        run = None  # only rank 0 writes
+    elif run is None:
+        run = RunDir.create(opts.out, f"tinystories-{opts.preset}-s{opts.seed}")
     torch.manual_seed(tcfg.seed)
     model = BitNet(mcfg)
     # the probes' reference text: validation stories, topped up with training ones when the split is small
-    probe_text = "\n".join(_take(source.stories("val"), 300))
+    probe_text = "\n".join(islice(source.stories("val"), 300))
     if len(probe_text) < PROBE_TEXT_CHARS:
-        probe_text += "\n" + "\n".join(_take(source.stories("train"), 300))
+        probe_text += "\n" + "\n".join(islice(source.stories("train"), 300))
     probe_text = probe_text[:PROBE_TEXT_CHARS]
     task_meta = {"name": "tinystories", "data": source.name, "preset": opts.preset, "cache": str(cache.dir),
                  "max_stories": opts.max_stories}
@@ -284,17 +272,11 @@ def run_stories(opts: StoriesOptions, resume: str | None = None) -> tuple[dict |
         if "samples" not in last else last["samples"]
     scalars = run.read_jsonl(run.metrics)
     metrics = {
-        "task": "tinystories", "data": source.name, "preset": opts.preset, "params": model.num_params(),
-        "vocab_size": mcfg.vocab_size, "ln_vocab": math.log(mcfg.vocab_size),
-        "loss_at_init": scalars[0]["loss"] if scalars else None, "final_loss": scalars[-1]["loss"] if scalars else None,
+        "task": "tinystories", "data": source.name, "preset": opts.preset, **trainer.summary(result, scalars),
         "val_loss": last.get("val_loss"), "val_bpb": last.get("val_bpb"), "pass_bpb": PASS_BPB,
         "val_unigram_entropy": val_unigram_entropy(cache, mcfg.vocab_size),
         "bytes_per_token": cache.bytes_per_token("val"), "train_tokens": cache.meta["train"]["tokens"],
-        "steps": result.step, "steps_planned": tcfg.steps, "stopped": result.stopped,
-        "elapsed_s": round(result.elapsed_s, 2), "device": str(trainer.device), "precision": tcfg.precision,
-        "world_size": dist.world, "global_batch": tcfg.batch_size,
-        "tokens_per_s": _median([r["tokens_per_s"] for r in scalars if "tokens_per_s" in r]),
-        "samples": samples, "checkpoint": result.checkpoint,
+        "world_size": dist.world, "global_batch": tcfg.batch_size, "samples": samples, "checkpoint": result.checkpoint,
     }
     subject = stories_subject(model, mcfg, tok, [batches(i, 0) for i in range(2)], probe_text, watchers,
                               trainer.optimizer)
@@ -305,8 +287,3 @@ def run_stories(opts: StoriesOptions, resume: str | None = None) -> tuple[dict |
     write_report(run, report)
     code = 0 if verdict["status"] == "PASS" else (130 if result.stopped == "interrupted" else 1)
     return report, code
-
-
-def _median(xs):
-    xs = sorted(xs)
-    return xs[len(xs) // 2] if xs else None

@@ -16,9 +16,13 @@ Both are saved as one tokenizer.json that `tokenizers.Tokenizer.from_file` reads
 from __future__ import annotations
 
 from collections import Counter
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from bitcheck.rundir import first_line
+from probes import TokenizerAdapter
+from probes.data import lost_char_share
 
 PAD, BOS, EOS, UNK = "<|pad|>", "<|bos|>", "<|endoftext|>", "<|unk|>"
 SPECIALS = [PAD, BOS, EOS]  # ids 0, 1, 2 in every tokenizer made here
@@ -81,7 +85,7 @@ def load(path: str) -> Tokenizer:
     try:
         return Tokenizer.from_file(str(path))
     except Exception as e:  # noqa: BLE001 - tokenizers raises a bare Exception for missing or bad files
-        raise TokenizerError(f"{path} is not a readable tokenizer.json ({str(e).splitlines()[0] if str(e) else e})") from None
+        raise TokenizerError(f"{path} is not a readable tokenizer.json ({first_line(e)})") from None
 
 
 def special_id(tok: Tokenizer, token: str) -> int:
@@ -91,14 +95,9 @@ def special_id(tok: Tokenizer, token: str) -> int:
     return i
 
 
-def lost_share(tok: Tokenizer, texts: Iterator[str]) -> tuple[float, int]:
-    """Share of characters changed by decode(encode(text)), and the number of characters checked."""
-    import difflib
-    lost = total = 0
-    for t in texts:
-        back = tok.decode(tok.encode(t).ids, skip_special_tokens=False)
-        total += len(t)
-        if back != t:
-            lost += len(t) - sum(b.size for b in difflib.SequenceMatcher(None, t, back, autojunk=False)
-                                 .get_matching_blocks())
-    return lost / max(total, 1), total
+def lost_share(tok: Tokenizer, texts: Iterable[str]) -> tuple[float, int]:
+    """Share of characters decode(encode(text)) loses (the data_decode probe's own measure), and the
+    number of characters checked."""
+    texts = list(texts)
+    longest = max(map(len, texts), default=0)
+    return lost_char_share(TokenizerAdapter(tok), texts, max_chars=longest), sum(map(len, texts))

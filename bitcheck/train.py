@@ -270,6 +270,17 @@ class Trainer:
                 stopped = "interrupted"
         return TrainResult(self.step, stopped, self.elapsed_prev, last_eval, ckpt)
 
+    def summary(self, result: TrainResult, scalars: list[dict]) -> dict:
+        """What every run reports about its training, from the logged scalars (metrics/scalars.jsonl)."""
+        vocab = self.model.config.vocab_size
+        speeds = sorted(r["tokens_per_s"] for r in scalars if "tokens_per_s" in r)
+        return {"params": sum(p.numel() for p in self.model.parameters()), "vocab_size": vocab,
+                "ln_vocab": math.log(vocab), "loss_at_init": scalars[0]["loss"] if scalars else None,
+                "final_loss": scalars[-1]["loss"] if scalars else None, "steps": result.step,
+                "steps_planned": self.cfg.steps, "stopped": result.stopped, "elapsed_s": round(result.elapsed_s, 2),
+                "device": str(self.device), "precision": self.cfg.precision,
+                "tokens_per_s": speeds[len(speeds) // 2] if speeds else None}
+
     STOPS = (None, "time", "early")
 
     def _agree(self, stop: str | None) -> str | None:

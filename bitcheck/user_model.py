@@ -26,6 +26,7 @@ from typing import Any, Callable
 import torch
 
 from bitcheck.rundir import first_line
+from bitcheck.tokenizer import EOS as SEPARATOR
 from probes import Subject, TokenizerAdapter
 from probes.core import logits_of, quant_layers
 
@@ -152,7 +153,7 @@ def random_batches(vocab: int, seq: int, rows: int, n: int = 2):
 def prompts_from(text: str, n: int = 6, words: int = 3) -> list[str]:
     """The first words of the text's first distinct paragraphs (or lines): how its documents start."""
     starts = []
-    for block in re.split(r"\n\s*\n|<\|endoftext\|>", text):
+    for block in re.split(r"\n\s*\n|" + re.escape(SEPARATOR), text):
         ws = block.split()
         if len(ws) >= words and " ".join(ws[:words]) not in starts:
             starts.append(" ".join(ws[:words]))
@@ -229,7 +230,7 @@ def user_subject(um: UserModel, device: str, tokenizer_path: str | None, text_pa
     batches = ([(x.to(device), y.to(device)) for x, y in text_batches(tok, text, seq, ROWS)] if text is not None
                else [(x.to(device), y.to(device)) for x, y in random_batches(vocab, seq, ROWS)])
     # reference text without document separators: a tokenizer may drop its special tokens on decode
-    plain = re.sub(r"\s*<\|endoftext\|>\s*", "\n\n", text).strip() if text is not None else None
+    plain = re.sub(r"\s*" + re.escape(SEPARATOR) + r"\s*", "\n\n", text).strip() if text is not None else None
     texts = [plain[i * TEXT_CHARS:(i + 1) * TEXT_CHARS] for i in range(N_TEXTS)] if plain else None
     texts = [t for t in texts if t] if texts else None
     skip = {}
