@@ -83,7 +83,8 @@ def ternary_distribution(s: Subject):
 def quantization_applied(s: Subject):
     """Each quantized layer's output equals the reference BitLinear (probes/reference.py) on the same
     input. Catches full-precision training, mean|W| vs 1/mean|W| scale mix-ups and missing
-    activation quantization."""
+    activation quantization. Weights within float rounding of the 0.5 code boundary (reference
+    near_ties, about one per trained model) take the layer's own code: either is right there."""
     layers = quant_layers(s.model, s.layer_pattern)
     if not layers:
         return judge("quantization_applied", None, [REF_ERROR], "no quantized layers found", "", "quantization")
@@ -91,9 +92,13 @@ def quantization_applied(s: Subject):
     errors = {}
     with torch.no_grad():
         for name, m in layers:
-            x = torch.randn(16, m.weight.shape[1], generator=g).to(m.weight)
+            x = ref.clear_of_ties(torch.randn(16, m.weight.shape[1], generator=g)).to(m.weight)
             x[0] = 0.0  # an all-zero token must also match (and stay finite)
-            y, want = m(x), ref.bitlinear(x, m.weight)
+            codes = ref.ternary_codes(m.weight)[0]
+            ties = ref.near_ties(m.weight)
+            if ties.any():  # float rounding may send these either way: the layer's own code counts
+                codes = torch.where(ties, effective_weight(m).sign().to(codes.dtype), codes)
+            y, want = m(x), ref.bitlinear(x, m.weight, codes=codes)
             denom = want.norm().item() or 1.0
             errors[name] = (y - want).norm().item() / denom if torch.isfinite(y).all() else float("inf")
     name, err = max(errors.items(), key=lambda kv: kv[1])

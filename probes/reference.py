@@ -7,6 +7,7 @@ float64, with the integer matmul available as its own path.
     codes, scale = ternary_codes(w)             # codes in {-1, 0, 1} (int8), scale = mean|W|
     q, inv = int8_activations(x)                # q in [-128, 127] (int8), x ~= q / inv per token
     y = bitlinear(x, w)                         # fake-quantized output, like training computes it
+    ties = near_ties(w)                         # weights float32 may round either way (|W| ~ 0.5 gamma)
     y_int = bitlinear_integer(x, w)             # the packed-inference path: integer accumulate, then scale
     gx, gw = ste_grads(x, w, grad_out)          # what a straight-through estimator must give
 
@@ -20,6 +21,17 @@ import torch
 
 EPS = 1e-5  # b1.58's floor on both scales
 QMAX, QMIN = 127, -128
+# A float32 layer computes W / mean|W| with a rounded mean (cascade summation: relative error up to
+# ~log2(n) ulps) and a rounded quotient, so a weight whose |W| / gamma lies within a few ulps of the
+# 0.5 boundary may legitimately get the other code than this float64 reference gives. Measured: of 36
+# trained quick-run checkpoints (~420K quantized weights each) one had such a weight, 2.3e-8 from the
+# boundary, and that single code moved a layer's output by 7e-3 relative, a false FAIL. 16 ulps of
+# the weight's dtype (1.9e-6 for float32) covers the summation error; healthy checkpoints' nearest
+# weights sit 3.6e-7..1e-5 from the boundary, so about one weight per model falls inside.
+TIE_ULPS = 16
+# Activations: the probe inputs keep every scaled element this far (in int8 code units) from a .5
+# boundary, so an act-quant written as x / max * 127 rather than x * (127 / max) rounds the same.
+ACT_TIE_MARGIN = 1e-3
 
 
 def ternary_codes(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -28,6 +40,26 @@ def ternary_codes(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     gamma = torch.clamp(torch.mean(torch.abs(w64)), min=EPS)
     codes = torch.clamp(torch.round(w64 / gamma), -1, 1).to(torch.int8)
     return codes, gamma
+
+
+def near_ties(w: torch.Tensor) -> torch.Tensor:
+    """Bool mask (out, in) of weights whose code depends on float rounding: ||W| / gamma - 0.5| is
+    within TIE_ULPS ulps of w's dtype. A checker takes the tested layer's own code there."""
+    w64 = w.detach().to(torch.float64)
+    gamma = torch.clamp(torch.mean(torch.abs(w64)), min=EPS)
+    tol = TIE_ULPS * torch.finfo(w.dtype).eps
+    return (torch.abs(w64) / gamma - 0.5).abs() < tol
+
+
+def clear_of_ties(x: torch.Tensor) -> torch.Tensor:
+    """x with every element whose scaled value x * 127 / max|x| lies within ACT_TIE_MARGIN of a .5
+    rounding boundary moved 10 margins away (never the row's absmax, which scales to exactly 127)."""
+    x64 = x.detach().to(torch.float64)
+    inv = QMAX / torch.clamp(torch.amax(torch.abs(x64), dim=-1, keepdim=True), min=EPS)
+    scaled = x64 * inv
+    frac = scaled - torch.floor(scaled)
+    tied = (frac - 0.5).abs() < ACT_TIE_MARGIN
+    return torch.where(tied, (scaled + 10 * ACT_TIE_MARGIN) / inv, x64).to(x.dtype)
 
 
 def dequant_weight(w: torch.Tensor) -> torch.Tensor:
@@ -49,10 +81,12 @@ def dequant_activations(x: torch.Tensor) -> torch.Tensor:
     return (q.to(torch.float64) / inv).to(x.dtype)
 
 
-def bitlinear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """Fake-quantized forward: dequantized int8 activations times dequantized ternary weights."""
+def bitlinear(x: torch.Tensor, w: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:
+    """Fake-quantized forward: dequantized int8 activations times dequantized ternary weights.
+    `codes` (out, in) replaces the reference's own ternary codes (e.g. at near_ties)."""
     xq = dequant_activations(x).to(torch.float64)
-    wq = dequant_weight(w).to(torch.float64)
+    own, gamma = ternary_codes(w)
+    wq = (own if codes is None else codes).to(torch.float64) * gamma
     return (xq @ wq.T).to(x.dtype)
 
 

@@ -7,7 +7,8 @@ from bitcheck.diagnostics import LogitsOnly
 from bitcheck.model import BitLinear
 from bitcheck.selftest import _inverted_scale, _no_quant, _patch_bitlinear
 from probe_helpers import part, result, subject
-from probes.quantization import FlipWatch, effective_weight, ternary_stats
+from probes import reference as ref
+from probes.quantization import REF_ERROR, FlipWatch, effective_weight, ternary_stats
 
 
 def _model(s):
@@ -20,6 +21,47 @@ def test_healthy_passes():
     for name in ("ternary_distribution", "quantization_applied"):
         r = result(s, name)
         assert r.status == "PASS", (name, r.message)
+
+
+def _plant_rounding_tie(layer: BitLinear) -> None:
+    """Set one weight so close to 0.5 * mean|W| that float32 (the layer) and float64 (the
+    reference) round it to different codes, as happened in a CI run's healthy quick-json model."""
+    w = layer.weight.detach().clone()
+    rest = w.double().abs().sum() - w[0, 0].double().abs()
+    at_boundary = torch.tensor(float(0.5 * rest / (w.numel() - 0.5)))  # |a| = 0.5 * mean|W| incl. a
+    eps = torch.finfo(torch.float32).eps
+    for k in range(-40, 41):
+        w[0, 0] = at_boundary * (1 + k * eps / 2)
+        if int(ref.ternary_codes(w)[0][0, 0]) != int((w / w.abs().mean()).round()[0, 0]):
+            with torch.no_grad():
+                layer.weight.copy_(w)
+            return
+    raise AssertionError("no weight near the boundary rounds differently in float32 and float64")
+
+
+def test_rounding_tie_is_not_a_bug():
+    """A healthy layer whose weight sits within float rounding of the 0.5 code boundary passes: the
+    reference alone disagrees there by one code (7e-3 relative in the CI run, above the FAIL bar)."""
+    s = subject()
+    model = copy.deepcopy(_model(s))
+    layer = model.blocks[0].attn.o_proj
+    _plant_rounding_tie(layer)
+    assert ref.near_ties(layer.weight).sum() == 1
+    x = torch.randn(16, layer.weight.shape[1], generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        naive = ((layer(x) - ref.bitlinear(x, layer.weight)).norm() / ref.bitlinear(x, layer.weight).norm()).item()
+    assert naive > REF_ERROR.fail  # the premise: without the tie rule this healthy model FAILs
+    s.model = LogitsOnly(model)
+    r = result(s, "quantization_applied")
+    assert r.status == "PASS" and r.value < REF_ERROR.warn, r.message
+
+
+def test_clear_of_ties_moves_only_boundary_elements():
+    """The probe input keeps act-quant rounding unambiguous: only elements at a .5 boundary move."""
+    x = torch.tensor([[127.0, 3.5, -2.5, 1.2, 0.0]])  # absmax 127: scaled values are the values
+    y = ref.clear_of_ties(x)
+    assert y[0, 0] == 127.0 and y[0, 3] == x[0, 3] and y[0, 4] == 0.0
+    assert abs(y[0, 1] - 3.51) < 1e-5 and abs(y[0, 2] + 2.49) < 1e-5
 
 
 def test_effective_weight_reads_ternary_codes():
