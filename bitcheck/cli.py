@@ -225,7 +225,8 @@ def tinystories(
     data: DataOpt = "roneneldan/TinyStories",
     tokenizer: Annotated[Optional[str], typer.Option(
         help="A tokenizer.json whose vocabulary matches the preset. Default: train one on the data and cache it.")] = None,
-    data_dir: Annotated[str, typer.Option(help="Cache of tokenizers and uint16 token files.")] = "data",
+    data_dir: Annotated[Optional[str], typer.Option(
+        help="Cache of tokenizers and uint16 token files (default `data`; on --resume the run's own).")] = None,
     tokenizer_stories: Annotated[int, typer.Option(help="Stories to train the tokenizer on (without --tokenizer).")] = 20000,
     max_stories: Annotated[Optional[int], typer.Option(help="Tokenise at most this many training stories.")] = None,
     batch: Annotated[int, typer.Option(help="Global batch (split over torchrun processes).")] = 32,

@@ -58,7 +58,7 @@ class StoriesOptions:
     steps: int | None = None  # None: 30000 for a new run, the run's own horizon on --resume
     preset: str = "12m"
     data: str = HUB_DEFAULT
-    data_dir: str = "data"
+    data_dir: str | None = None  # None: "data", or on --resume the folder of the run's own cache
     tokenizer: str | None = None
     tokenizer_stories: int = 20000  # stories the tokenizer is trained on when none is given
     max_stories: int | None = None  # cap on training stories tokenised (None: all)
@@ -229,9 +229,12 @@ def run_stories(opts: StoriesOptions, resume: str | None = None) -> tuple[dict |
             raise ConfigError("--tokenizer cannot change on --resume: the run keeps the tokenizer it was trained with")
         from tokenizers import Tokenizer
         given_tok = Tokenizer.from_str(ckpt["tokenizer"])
-        opts.data, opts.preset = prev["data"], prev["preset"]
+        opts.data, opts.preset = prev.get("data_path", prev["data"]), prev["preset"]
         opts.max_stories = prev.get("max_stories")  # the same cache, so the same training data
+        if opts.data_dir is None and "cache" in prev:
+            opts.data_dir = str(Path(prev["cache"]).parent)
         opts.seed, opts.batch, opts.seq = saved["seed"], saved["batch_size"], saved["seq_len"]
+    opts.data_dir = opts.data_dir or "data"
     tok, cache, source = prepare(opts, dist, given_tok)
     mcfg, tcfg = _configs(opts, tok, dist)
     if ckpt is not None:
@@ -248,8 +251,11 @@ def run_stories(opts: StoriesOptions, resume: str | None = None) -> tuple[dict |
     if len(probe_text) < PROBE_TEXT_CHARS:
         probe_text += "\n" + "\n".join(islice(source.stories("train"), 300))
     probe_text = probe_text[:PROBE_TEXT_CHARS]
-    task_meta = {"name": "tinystories", "data": source.name, "preset": opts.preset, "cache": str(cache.dir),
-                 "max_stories": opts.max_stories}
+    local = Path(opts.data).expanduser()
+    # cache and data_path absolute, so that --resume works from any working directory
+    task_meta = {"name": "tinystories", "data": source.name, "preset": opts.preset,
+                 "cache": str(Path(cache.dir).resolve()), "max_stories": opts.max_stories,
+                 "data_path": str(local.resolve()) if local.exists() else opts.data}
     meta = {"model_config": json.dumps(mcfg.to_dict()), "tokenizer": tok.to_str(), "task": json.dumps(task_meta),
             "probe_text": probe_text}
     batches = TokenBatches(cache.train, tcfg.seq_len, tcfg.batch_size, tcfg.seed, dist.rank, dist.world)

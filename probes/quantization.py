@@ -84,7 +84,7 @@ def quantization_applied(s: Subject):
     """Each quantized layer's output equals the reference BitLinear (probes/reference.py) on the same
     input. Catches full-precision training, mean|W| vs 1/mean|W| scale mix-ups and missing
     activation quantization. Weights within float rounding of the 0.5 code boundary (reference
-    near_ties, about one per trained model) take the layer's own code: either is right there."""
+    near_ties, 0-4 per trained quick model) take the layer's own code: either is right there."""
     layers = quant_layers(s.model, s.layer_pattern)
     if not layers:
         return judge("quantization_applied", None, [REF_ERROR], "no quantized layers found", "", "quantization")

@@ -66,6 +66,24 @@ def test_short_run_writes_samples_metrics_and_report_then_resumes(tmp_path):
     assert diag["verdict"]["category"] == "UNDERTRAINED" and result.exit_code == 1
 
 
+def test_resume_finds_relative_data_from_another_directory(tmp_path, monkeypatch):
+    """A run started with relative --data and --data-dir resumes from any working directory, reusing
+    its token cache (no second one is built)."""
+    from synthetic.stories import SEPARATOR, generate_stories
+    (tmp_path / "stories.txt").write_text(f"\n{SEPARATOR}\n".join(generate_stories(300, seed=1)))
+    monkeypatch.chdir(tmp_path)
+    args = ["--data", "stories.txt", "--preset", "tiny", "--seq", "32", "--batch", "8", "--device", "cpu",
+            "--steps", "4", "--eval-every", "2", "--sample-every", "4", "--data-dir", "d", "--out", "r", "--json"]
+    assert runner.invoke(app, ["tinystories", *args]).exit_code == 1  # 4 steps: UNDERTRAINED
+    run = _run_dir(tmp_path / "r")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    result = runner.invoke(app, ["tinystories", "--resume", str(run), "--steps", "6", "--json"])
+    assert result.exit_code == 1, result.output[-1000:]
+    assert json.loads(result.stdout)["metrics"]["steps"] == 6
+    assert len(list((tmp_path / "d").glob("*/train.bin"))) == 1 and not (tmp_path / "elsewhere" / "data").exists()
+
+
 @pytest.mark.parametrize("args,message", [
     (["--preset", "1m", "--tokenizer", "TOK"], "preset '1m' has a vocabulary of 192 but the tokenizer has 300"),
     (["--preset", "tiny", "--seq", "4096"], "exceeds the tiny preset's context"),
