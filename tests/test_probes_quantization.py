@@ -4,7 +4,7 @@ import copy
 import torch
 
 from bitcheck.diagnostics import LogitsOnly
-from bitcheck.model import BitLinear
+from bitcheck.model import BitLinear, ternary_codes
 from bitcheck.selftest import _inverted_scale, _no_quant, _patch_bitlinear
 from probe_helpers import part, result, subject
 from probes import reference as ref
@@ -32,7 +32,7 @@ def _plant_rounding_tie(layer: BitLinear) -> None:
     eps = torch.finfo(torch.float32).eps
     for k in range(-40, 41):
         w[0, 0] = at_boundary * (1 + k * eps / 2)
-        if int(ref.ternary_codes(w)[0][0, 0]) != int((w / w.abs().mean()).round()[0, 0]):
+        if int(ref.ternary_codes(w)[0][0, 0]) != int(ternary_codes(w)[0][0, 0]):  # float64 vs the layer's float32
             with torch.no_grad():
                 layer.weight.copy_(w)
             return
