@@ -29,10 +29,11 @@ def _healthy_pass(result, command):
 @pytest.mark.slow
 def test_quick_arith_passes(tmp_path):
     """The real default recipe reaches PASS: + and - >= 90% on held-out problems, probes healthy.
-    Measured (README, "Choosing the quick-run recipes"): seeds 0-4 pass by step 1200-2000 of 3000;
-    seed 0 at 1400."""
-    result = CliRunner().invoke(app, ["quick-arith", "--device", "cpu", "--seed", "0", "--out", str(tmp_path),
-                                      "--json"])
+    Eager, not compiled: compiled CPU training is not bit-reproducible, and one compiled seed-0 run in
+    ~20 ended UNDERTRAINED at step 3000 (README, "quick-arith"). Eager seed 0 is reproducible (two runs:
+    identical losses) and passes at step 1800 of 3000; the compiled path is covered by json/python."""
+    result = CliRunner().invoke(app, ["quick-arith", "--device", "cpu", "--seed", "0", "--no-compile",
+                                      "--out", str(tmp_path), "--json"])
     report = _healthy_pass(result, "quick-arith")
     assert report["metrics"]["steps"] < report["metrics"]["steps_planned"]  # stopped early, at PASS
 
