@@ -27,6 +27,7 @@ import torch
 
 from bitcheck.rundir import first_line
 from bitcheck.tokenizer import EOS as SEPARATOR  # ends every story: the .txt line and the token
+from bitcheck.tokenizer import special_id
 HUB_DEFAULT = "roneneldan/TinyStories"
 VAL_EVERY = 100  # local sources: every 100th story is held out for validation
 CACHE_VERSION = 1
@@ -46,6 +47,7 @@ class Source:
     identity: str  # what the cache key hashes: path + size + mtime, the hub name, or the generator's
     stories: Callable[[str], Iterator[str]]
     count: Callable[[str], int | None]  # number of stories in a split when known (progress bars)
+    reopen: str  # the --data that opens this source again from any directory (local paths absolute)
 
 
 def _split_txt(path: Path) -> Iterator[str]:
@@ -140,11 +142,11 @@ def open_source(spec: str) -> Source:
             raise TextDataError(f"synthetic:{n}: give at least {VAL_EVERY} stories (one in {VAL_EVERY} is validation)")
         split = _held_out(lambda: iter(generate_stories(n, seed=0)))
         return Source(f"synthetic:{n}", f"synthetic:{n}:v1", split,
-                      lambda s: n // VAL_EVERY if s == "val" else n - n // VAL_EVERY)
+                      lambda s: n // VAL_EVERY if s == "val" else n - n // VAL_EVERY, f"synthetic:{n}")
     p = Path(spec).expanduser()
     if p.exists():
-        st = p.stat()
-        ident = f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+        st, where = p.stat(), str(p.resolve())
+        ident = f"{where}:{st.st_size}:{st.st_mtime_ns}"
         if p.is_dir():
             if not any((p / f).is_file() for f in ("dataset_info.json", "dataset_dict.json", "state.json")):
                 raise TextDataError(f"{spec} is a folder but not one written by datasets' save_to_disk; give "
@@ -155,12 +157,12 @@ def open_source(spec: str) -> Source:
             except Exception as e:  # noqa: BLE001 - datasets raises many types
                 raise TextDataError(f"{spec}: cannot load the saved dataset ({first_line(e)})") from None
             stories, count = _from_dataset(ds, spec)
-            return Source(spec, ident, stories, count)
+            return Source(spec, ident, stories, count, where)
         readers = {".txt": _split_txt, ".jsonl": _jsonl, ".parquet": _parquet}
         if p.suffix not in readers:
             raise TextDataError(f"{spec}: unknown file type {p.suffix!r}; give {LOCAL_OPTIONS}")
         reader = readers[p.suffix]
-        return Source(spec, ident, _held_out(lambda: reader(p)), lambda split: None)
+        return Source(spec, ident, _held_out(lambda: reader(p)), lambda split: None, where)
     if re.fullmatch(r"[\w.-]+/[\w.-]+", spec) and not spec.endswith((".txt", ".jsonl", ".parquet")):
         return _hub(spec)
     raise TextDataError(f"{spec}: no such file or folder; give {LOCAL_OPTIONS}, or a hub dataset name")
@@ -178,7 +180,7 @@ def _hub(name: str) -> Source:
         raise TextDataError(f"cannot load the hub dataset {name!r} ({type(e).__name__}: {first_line(e)[:160]}). "
                             f"Offline? Use --data with {LOCAL_OPTIONS}") from None
     stories, count = _from_dataset(ds, name)
-    return Source(name, f"hub:{name}", stories, count)
+    return Source(name, f"hub:{name}", stories, count, name)
 
 
 # ---- the token cache ---------------------------------------------------------------------------------
@@ -218,9 +220,7 @@ def build_cache(source: Source, tokenizer, data_dir: str | Path, max_stories: in
     vocab = tokenizer.get_vocab_size()
     if vocab > 65535:
         raise TextDataError(f"the tokenizer has {vocab} tokens; the uint16 cache holds at most 65535")
-    eos = tokenizer.token_to_id(SEPARATOR)
-    if eos is None:
-        raise TextDataError(f"the tokenizer has no {SEPARATOR} token to end stories with")
+    eos = special_id(tokenizer, SEPARATOR)
     tok_json = tokenizer.to_str()
     target = Path(data_dir) / f"{_slug(source.name)}-{cache_key(source, tok_json, max_stories)}"
     if (target / "meta.json").is_file():

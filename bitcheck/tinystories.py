@@ -94,7 +94,6 @@ def prepare(opts: StoriesOptions, dist: Dist, tok=None) -> tuple[object, TokenCa
         tdist.barrier()
     if tok is None:
         tok = toks.load(opts.tokenizer) if opts.tokenizer else _data_tokenizer(opts, source)
-    toks.special_id(tok, toks.EOS)  # stories end with it: a clear error for a tokenizer without it
     cache = build_cache(source, tok, opts.data_dir, opts.max_stories, progress=opts.progress and dist.main)
     if dist.main and dist.world > 1:
         import torch.distributed as tdist
@@ -111,9 +110,7 @@ def _data_tokenizer(opts: StoriesOptions, source):
         return toks.load(str(path))
     tok = toks.train(islice(source.stories("train"), opts.tokenizer_stories), vocab)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tok.save(str(tmp))
-    tmp.replace(path)
+    atomic_write_text(path, tok.to_str())
     return tok
 
 
@@ -251,11 +248,9 @@ def run_stories(opts: StoriesOptions, resume: str | None = None) -> tuple[dict |
     if len(probe_text) < PROBE_TEXT_CHARS:
         probe_text += "\n" + "\n".join(islice(source.stories("train"), 300))
     probe_text = probe_text[:PROBE_TEXT_CHARS]
-    local = Path(opts.data).expanduser()
     # cache and data_path absolute, so that --resume works from any working directory
     task_meta = {"name": "tinystories", "data": source.name, "preset": opts.preset,
-                 "cache": str(Path(cache.dir).resolve()), "max_stories": opts.max_stories,
-                 "data_path": str(local.resolve()) if local.exists() else opts.data}
+                 "cache": str(Path(cache.dir).resolve()), "max_stories": opts.max_stories, "data_path": source.reopen}
     meta = {"model_config": json.dumps(mcfg.to_dict()), "tokenizer": tok.to_str(), "task": json.dumps(task_meta),
             "probe_text": probe_text}
     batches = TokenBatches(cache.train, tcfg.seq_len, tcfg.batch_size, tcfg.seed, dist.rank, dist.world)

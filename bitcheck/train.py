@@ -274,7 +274,7 @@ class Trainer:
         """What every run reports about its training, from the logged scalars (metrics/scalars.jsonl)."""
         vocab = self.model.config.vocab_size
         speeds = sorted(r["tokens_per_s"] for r in scalars if "tokens_per_s" in r)
-        return {"params": sum(p.numel() for p in self.model.parameters()), "vocab_size": vocab,
+        return {"params": self.model.num_params(), "vocab_size": vocab,
                 "ln_vocab": math.log(vocab), "loss_at_init": scalars[0]["loss"] if scalars else None,
                 "final_loss": scalars[-1]["loss"] if scalars else None, "steps": result.step,
                 "steps_planned": self.cfg.steps, "stopped": result.stopped, "elapsed_s": round(result.elapsed_s, 2),
