@@ -78,7 +78,8 @@ def presets(json_out: JsonOpt = False) -> None:
 PresetOpt = Annotated[Optional[str], typer.Option(help="Model preset (see `bitcheck presets`). "
                                                    "Default: tiny on CPU, 5m on CUDA.")]
 MinutesOpt = Annotated[Optional[float], typer.Option(help="Wall-clock budget in minutes (default 15).")]
-StepsOpt = Annotated[Optional[int], typer.Option(help="Most training steps (default 3000).")]
+StepsOpt = Annotated[Optional[int], typer.Option(help="Most training steps (default: no limit; the run stops at "
+                                                 "PASS, after 1500 steps without gain, or at the time budget).")]
 SeedOpt = Annotated[int, typer.Option(help="Seed for initialisation and training data.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 PrecisionOpt = Annotated[Optional[str], typer.Option(help="fp32, bf16 or fp16 (CUDA). "
@@ -118,8 +119,10 @@ def quick_arith(
 ) -> None:
     """Train a tiny BitNet to do `25 + 17 = 42`, evaluate on held-out problems, give a verdict.
 
-    Stops as soon as + and - reach 90% exact-match on 500 held-out problems (PASS, exit 0);
-    running out of steps or minutes first is a FAIL (exit 1). Writes OUT/<run_id>/ with metrics,
+    Stops as soon as + and - reach 90% exact-match on 500 held-out problems (PASS, exit 0). It
+    trains on while the held-out score or validation loss still improves: a run that stops improving
+    for 1500 steps, or whose time budget runs out first, is a FAIL (exit 1) whose verdict says which
+    (MODEL TOO SMALL, UNDERTRAINED) or names the broken part. Writes OUT/<run_id>/ with metrics,
     samples, checkpoints and report.{json,md,html}. Ctrl-C or SIGTERM saves a checkpoint and the
     report (exit 130).
     """
@@ -137,8 +140,8 @@ def quick_json(
 
     Every 100 steps, 128 records sampled at temperature 1 are scored: the share that parse, the
     share with exactly the schema, and their diversity (records and per field). PASS (exit 0) when
-    all four clear their bars (see the README); out of steps or minutes first is a FAIL (exit 1).
-    Run directory, report and Ctrl-C behave as in quick-arith.
+    all four clear their bars (see the README); a run that stops improving or runs out of time first
+    is a FAIL (exit 1). Run directory, report and Ctrl-C behave as in quick-arith.
     """
     _quick("json", "quick-json", preset, minutes, steps, seed, device, precision, compile, out, resume, json_out)
 

@@ -102,6 +102,14 @@ class TrainConfig:
     # stage 2 decays from there to final_lr_ratio * lr. Cosine decays lr to final_lr_ratio * lr.
     second_peak_ratio: float = 0.5
     final_lr_ratio: float = 0.1
+    # Cosine only: 0 = one cosine over `steps`; N = warm restarts, a cosine cycle every N steps after
+    # warmup (SGDR, Loshchilov & Hutter 2017), for runs whose length is decided while they train.
+    cycle_steps: int = 0
+    # 0 = never; N = stop ("stalled") after N evaluations in which neither the validation loss fell
+    # below its best by stall_rel (relative) nor the task's gate score rose above its best by stall_gate.
+    stall_evals: int = 0
+    stall_rel: float = 0.01
+    stall_gate: float = 0.01
     weight_decay: float = 0.1  # stage 1 only for two_stage (0 in stage 2), throughout for cosine
     beta1: float = 0.9
     beta2: float = 0.95

@@ -47,17 +47,22 @@ class QuickOptions:
 
 
 # Per-task CPU recipes, chosen by measurement (README, "Choosing the quick-run recipes"). Every quick
-# run uses the tiny preset on CPU and 5m on CUDA, fp32 compiled on CPU and bf16 on CUDA, cosine LR.
+# run uses the tiny preset on CPU and 5m on CUDA, fp32 compiled on CPU and bf16 on CUDA, and decides
+# its own length: cosine cycles of CYCLE steps with warm restarts, stopping at PASS, after STALL_EVALS
+# evaluations without gain (one whole cycle), or when the time budget runs out. No step limit binds.
 # The loss mask is the task's (answer-only for arithmetic, every token for JSON and Python).
+CYCLE = 1500  # arithmetic seeds 3/4 passed at 1200/1300 steps of a 1500 cosine, 1900/1800 at constant LR
+STALL_EVALS = 15  # one cycle: a restart first lowers the score, a cycle later it must have gained
+NO_STEP_LIMIT = 1_000_000
 RECIPES: dict[str, dict] = {
-    # packed lines, loss on the answers, 64 x 64 tokens, LR 3e-3: seeds 0-4 pass by step 1200-2000;
-    # all-token loss failed seed 2 within 3000 steps
-    "arith": dict(train=dict(steps=3000, batch_size=64, seq_len=64, lr=3e-3, warmup_steps=100), model={}),
-    # whole records in context (a record is <= 49 characters): seeds 0-2 pass by step 500-600
-    "json": dict(train=dict(steps=3000, batch_size=32, seq_len=128, lr=3e-3, warmup_steps=100), model={}),
-    # a program is <= 240 characters: the context must hold the prompt and a whole sample;
-    # seeds 0-2 pass by step 800-1300
-    "python": dict(train=dict(steps=3000, batch_size=16, seq_len=256, lr=3e-3, warmup_steps=100),
+    # one problem per 16-token row, starting right after <bos> ("100 + 100 = 200\n" is 16 characters):
+    # the operands' digits sit at nearly fixed positions, so every seed "clicks" by step ~500 where
+    # 64-token rows of packed lines took 900 to 3000+; loss on the answers, 256 x 16 tokens, LR 3e-3
+    "arith": dict(train=dict(batch_size=256, seq_len=16, lr=3e-3, warmup_steps=100), model={}),
+    # whole records in context (a record is <= 49 characters)
+    "json": dict(train=dict(batch_size=32, seq_len=128, lr=3e-3, warmup_steps=100), model={}),
+    # a program is <= 240 characters: the context must hold the prompt and a whole sample
+    "python": dict(train=dict(batch_size=16, seq_len=256, lr=3e-3, warmup_steps=100),
                    model=dict(block_size=320)),
 }
 
@@ -70,8 +75,9 @@ def default_recipe(device: torch.device, task: str = "arith") -> dict:
     recipe = RECIPES[task]
     return dict(
         preset="tiny" if cpu else "5m",
-        train=dict(schedule="cosine", precision="fp32" if cpu else "bf16", compile=cpu, eval_every=100,
-                   log_every=10, **recipe["train"]),
+        train=dict(schedule="cosine", cycle_steps=CYCLE, stall_evals=STALL_EVALS, steps=NO_STEP_LIMIT,
+                   precision="fp32" if cpu else "bf16", compile=cpu, eval_every=100, log_every=10,
+                   **recipe["train"]),
         model=dict(recipe["model"]),
         minutes=15.0,
     )
@@ -141,13 +147,40 @@ def score_task(model: BitNet, task: Task) -> tuple[list[tuple[Example, str]], di
     return list(zip(examples, completions)), score, passed
 
 
-def make_evaluator(task: Task, run: RunDir):
+def gate(score: dict, criteria: dict[str, float]) -> float:
+    """How close a score is to PASS: the least of score / bar over the PASS criteria (>= 1 passes)."""
+    return min(score["per_group"].get(k, 0.0) / bar for k, bar in criteria.items())
+
+
+# Rows of the fixed validation batch (indices no training step uses): 64 rows of the training shape
+# put ~1,000 answer tokens behind each validation loss, enough to see a 1% change (stall_rel).
+VAL_ROWS = 64
+
+
+def validation_batch(task: Task, seed: int, seq_len: int, answer_only: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, y) of fresh training-distribution sequences at negative indices, which training never draws."""
+    rows = [task.training_sequence(seed, -1 - r, seq_len + 1, answer_only) for r in range(VAL_ROWS)]
+    ids = torch.tensor([r[0] for r in rows], dtype=torch.long)  # (R, T+1)
+    mask = torch.tensor([r[1] for r in rows], dtype=torch.bool)
+    x, y = ids[:, :-1], ids[:, 1:].clone()  # (R, T) each
+    y[~mask[:, 1:]] = -1
+    return x, y
+
+
+def make_evaluator(task: Task, run: RunDir, val: tuple[torch.Tensor, torch.Tensor] | None = None):
+    criteria = task.pass_criteria()
+
     def evaluate(model: BitNet, step: int) -> dict:
         pairs, score, passed = score_task(model, task)
         for ex, got in pairs[:3]:
             append_jsonl(run.samples, {"step": step, "prompt": ex.prompt, "generated_text": got,
                                        "expected": ex.answer.strip()})
-        return {"score": score, "passed": passed, "stop": passed}
+        result = {"score": score, "passed": passed, "stop": passed, "gate": gate(score, criteria)}
+        if val is not None:
+            device = next(model.parameters()).device
+            with torch.no_grad():
+                result["val_loss"] = model(val[0].to(device), val[1].to(device))[1].item()
+        return result
     return evaluate
 
 
@@ -210,7 +243,8 @@ def run_quick(opts: QuickOptions, resume: str | None = None, command: str = "qui
                                               "train": tcfg.to_dict(), "task": task_meta,
                                               "tokenizer": task.tokenizer.to_dict()}, indent=2))
     criteria = task.pass_criteria()
-    result = trainer.run(evaluate=make_evaluator(task, run))
+    val = validation_batch(task, tcfg.seed, tcfg.seq_len, answer_only)
+    result = trainer.run(evaluate=make_evaluator(task, run, val))
     scalars = run.read_jsonl(run.metrics)
     metrics = {
         "task": opts.task, "preset": opts.preset or _preset_name(mcfg), **trainer.summary(result, scalars),
@@ -219,6 +253,9 @@ def run_quick(opts: QuickOptions, resume: str | None = None, command: str = "qui
         "failures": result.last_eval.get("score", {}).get("failures", []),
         "checkpoint": result.checkpoint,
     }
+    if tcfg.stall_evals:  # a run that stops when it stalls knows whether it was still improving
+        metrics["improving"] = result.stopped != "stalled"
+        metrics["stall"] = trainer.stall.describe(tcfg)
     subject = task_subject(model, mcfg, task, batches, tcfg.seed, watchers, trainer.optimizer,
                            answer_only=answer_only)
     # after Ctrl-C only the quick weight-level probes run, so the report is written promptly

@@ -17,6 +17,7 @@ checkpoints and evaluations, and every stop (time, early, non-finite) is agreed 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -78,14 +79,16 @@ def schedule(step: int, cfg: TrainConfig) -> tuple[float, float]:
 
     Linear warmup, then either the BitNet b1.58 two-stage schedule (stage 1: lr -> second peak
     with weight decay; stage 2 from 50% of training: second peak -> final lr, weight decay 0)
-    or cosine to final lr with constant weight decay."""
+    or cosine to final lr with constant weight decay (restarting every `cycle_steps` when set: SGDR)."""
     peak, final = cfg.lr, cfg.lr * cfg.final_lr_ratio
     if step < cfg.warmup_steps:
         lr = peak * (step + 1) / cfg.warmup_steps
         return lr, cfg.weight_decay
     if cfg.schedule == "cosine":
-        progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-        progress = min(progress, 1.0)
+        if cfg.cycle_steps:
+            progress = ((step - cfg.warmup_steps) % cfg.cycle_steps) / cfg.cycle_steps
+        else:
+            progress = min((step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps), 1.0)
         return final + (peak - final) * 0.5 * (1 + math.cos(math.pi * progress)), cfg.weight_decay
     mid = cfg.steps // 2
     second = peak * cfg.second_peak_ratio
@@ -108,9 +111,36 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig, fused: bool = False) -> 
 
 
 @dataclass
+class Stall:
+    """Has training stopped improving? Watches two signals of each evaluation at once, the validation
+    loss and the task's gate score, so that a long flat stretch of the score before a task "clicks" is
+    not taken for a stall while the loss still falls (and a noisy loss is not, while the score rises).
+    Kept in the checkpoint, so a resumed run goes on counting where it stopped."""
+    best_loss: float = math.inf
+    best_gate: float = -math.inf
+    evals: int = 0
+    last_gain: int = 0  # the evaluation (count) at which a signal last improved
+
+    def update(self, cfg: TrainConfig, val_loss: float | None, gate: float | None) -> bool:
+        """Record one evaluation's signals; True once `stall_evals` evaluations in a row brought no gain."""
+        self.evals += 1
+        if val_loss is not None and val_loss < self.best_loss * (1 - cfg.stall_rel):
+            self.best_loss, self.last_gain = val_loss, self.evals
+        if gate is not None and gate > self.best_gate + cfg.stall_gate:
+            self.best_gate, self.last_gain = gate, self.evals
+        return bool(cfg.stall_evals) and self.evals - self.last_gain >= cfg.stall_evals
+
+    def describe(self, cfg: TrainConfig) -> str:
+        n = self.evals - self.last_gain
+        return (f"no gain in the held-out score or validation loss in the last {n} evaluations "
+                f"({n * cfg.eval_every} steps)")
+
+
+@dataclass
 class TrainResult:
     step: int  # optimizer steps completed
-    stopped: str  # "steps" | "time" | "early" (evaluate asked to stop) | "interrupted" | "nonfinite"
+    stopped: str  # "steps" | "time" | "early" (evaluate asked to stop) | "stalled" (no gain in
+    # `stall_evals` evaluations) | "interrupted" | "nonfinite"
     elapsed_s: float
     last_eval: dict = field(default_factory=dict)
     checkpoint: str | None = None
@@ -134,6 +164,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.precision == "fp16")
         self.step = 0
         self.elapsed_prev = 0.0  # seconds spent before a resume
+        self.stall = Stall()
         self.progress = progress and self.dist.main
         forward = self.model
         if self.dist.world > 1:
@@ -149,7 +180,8 @@ class Trainer:
             "optimizer_state_dict": self.optimizer.state_dict(),
             "scaler_state_dict": self.scaler.state_dict(),
             "step": self.step,
-            "schedule": {"step": self.step, "elapsed_s": self.elapsed_prev},
+            "schedule": {"step": self.step, "elapsed_s": self.elapsed_prev,
+                         "stall": dataclasses.asdict(self.stall)},
             "rng": {"torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
             "train_config": json.dumps(self.cfg.to_dict()),
@@ -170,6 +202,7 @@ class Trainer:
             self.scaler.load_state_dict(ckpt["scaler_state_dict"])
         self.step = int(ckpt["step"])
         self.elapsed_prev = float(ckpt.get("schedule", {}).get("elapsed_s", 0.0))
+        self.stall = Stall(**ckpt.get("schedule", {}).get("stall", {}))
         rng = ckpt.get("rng", {})
         if "torch" in rng:
             torch.set_rng_state(rng["torch"])
@@ -226,7 +259,8 @@ class Trainer:
         last_eval: dict = {}
         stopped = "steps"
         window_t, window_tokens = time.perf_counter(), 0
-        progress = _Progress(cfg.steps, self.step, enabled=self.progress)
+        progress = _Progress(cfg.steps, self.step, enabled=self.progress,
+                             budget_s=budget if cfg.stall_evals else None)
         try:
             with progress:
                 while self.step < cfg.steps:
@@ -245,13 +279,16 @@ class Trainer:
                         window_t, window_tokens = now, 0
                         append_jsonl(self.run_dir.metrics, {"step": self.step, **rec, "tokens_per_s": tps,
                                                             "elapsed_s": elapsed})
-                        progress.update(self.step, rec["loss"], tps)
+                        progress.update(self.step, rec["loss"], tps, elapsed)
                     if cfg.ckpt_every and self.step % cfg.ckpt_every == 0:
                         self.save()
                     stop = None
                     if main and evaluate and cfg.eval_every and self.step % cfg.eval_every == 0:
                         last_eval = self._evaluate(evaluate, elapsed)
+                        progress.score(last_eval)
                         stop = "early" if last_eval.get("stop") else None
+                        if self.stall.update(cfg, last_eval.get("val_loss"), last_eval.get("gate")) and stop is None:
+                            stop = "stalled"
                     if stop is None and budget is not None and elapsed >= budget:
                         stop = "time"
                     stop = self._agree(stop)
@@ -281,7 +318,7 @@ class Trainer:
                 "device": str(self.device), "precision": self.cfg.precision,
                 "tokens_per_s": speeds[len(speeds) // 2] if speeds else None}
 
-    STOPS = (None, "time", "early")
+    STOPS = (None, "time", "stalled", "early")
 
     def _agree(self, stop: str | None) -> str | None:
         """Under DDP every rank must leave the loop at the same step: the strongest reason wins."""
@@ -302,19 +339,28 @@ class Trainer:
 
 
 class _Progress:
-    """A rich live line on stderr: step, loss, tokens/s, ETA. Silent when disabled."""
+    """A rich live line on stderr: step, loss, tokens/s and either the steps done with an ETA, or, for
+    a run whose length is decided while it trains (one that stops when it stalls), the time used of its budget
+    and the latest held-out score. Silent when disabled."""
 
-    def __init__(self, total: int, done: int, enabled: bool):
-        self.enabled = enabled
+    def __init__(self, total: int, done: int, enabled: bool, budget_s: float | None = None):
+        self.enabled, self.by_time = enabled, budget_s is not None
         if not enabled:
             return
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-        self.bar = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[tps]} tok/s"),
-                            TextColumn("ETA"), TimeRemainingColumn(),
-                            console=Console(stderr=True), transient=False)
-        self.task = self.bar.add_task("train", total=total, completed=done, loss="-", tps="-")
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
+        common = (TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[tps]} tok/s"))
+        if self.by_time:
+            columns = (TextColumn("[bold]train"), BarColumn(), TimeElapsedColumn(),
+                       TextColumn(f"of {budget_s / 60:.0f} min  step {{task.fields[step]}}"), *common,
+                       TextColumn("score {task.fields[score]}"))
+        else:
+            columns = (TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), *common, TextColumn("ETA"),
+                       TimeRemainingColumn())
+        self.bar = Progress(*columns, console=Console(stderr=True), transient=False)
+        self.task = self.bar.add_task("train", total=budget_s if self.by_time else total,
+                                      completed=0 if self.by_time else done, loss="-", tps="-", step=done, score="-")
 
     def __enter__(self):
         if self.enabled:
@@ -326,6 +372,15 @@ class _Progress:
             self.bar.__exit__(*exc)
         return False
 
-    def update(self, step: int, loss: float, tps: float) -> None:
+    def update(self, step: int, loss: float, tps: float, elapsed: float) -> None:
         if self.enabled:
-            self.bar.update(self.task, completed=step, loss=f"{loss:.4f}", tps=f"{tps:,.0f}")
+            self.bar.update(self.task, completed=elapsed if self.by_time else step, step=step,
+                            loss=f"{loss:.4f}", tps=f"{tps:,.0f}")
+
+    def score(self, evaluation: dict) -> None:
+        """The latest evaluation's scores per group (a task's), or its validation loss."""
+        groups = evaluation.get("score", {}).get("per_group") if isinstance(evaluation.get("score"), dict) else None
+        if self.enabled and groups:
+            self.bar.update(self.task, score=" ".join(f"{k} {v:.0%}" for k, v in groups.items()))
+        elif self.enabled and evaluation.get("val_loss") is not None:
+            self.bar.update(self.task, score=f"val loss {evaluation['val_loss']:.3f}")

@@ -6,8 +6,11 @@ Following the seed design's debugging tree, in order:
   2. the sampler or KV-cache probe FAILs, or the sample-text probes (repetition, gibberish) FAIL on a
      model that learned its task -> GENERATION BROKEN (training fine, free-running output wrong);
   3. the task passed -> INFRASTRUCTURE OK;
-  4. the loss is still falling steeply at the end -> UNDERTRAINED;
-  5. otherwise (plateau, probes healthy) -> MODEL TOO SMALL / TASK TOO HARD.
+  4. the run stopped itself because nothing improved any more ("stalled")
+     -> MODEL TOO SMALL / TASK TOO HARD;
+  5. the budget ran out while the evaluations still improved (`metrics["improving"]`), or, where
+     a run does not say, the loss is still falling steeply at the end -> UNDERTRAINED;
+  6. otherwise (plateau, probes healthy) -> MODEL TOO SMALL / TASK TOO HARD.
 Also the run-level facts: interrupted, non-finite loss. The verdict is plain data.
 """
 from __future__ import annotations
@@ -89,17 +92,35 @@ def decide(probes: list[dict], metrics: dict, scalars: list[dict], task_passed: 
                   _all_passed(probes) + (f" and the task was learned ({_fmt_acc(what)})" if what else "")
                   + ": quantization, STE gradients, numerics, data, loss and generation check out.",
                   [], ["Scale up: a harder task (quick-json, quick-python) or real data (tinystories)."])
+    if stopped == "stalled":
+        return _v("FAIL", "MODEL TOO SMALL / TASK TOO HARD", "capacity",
+                  "Probes are healthy but training stopped improving without solving the task: "
+                  f"{metrics.get('stall', 'no gain in the held-out score or validation loss')}.",
+                  [{"probe": "held_out_curve", "status": "FAIL", "value": metrics.get("steps"), "message": "plateau"}],
+                  ["Use a larger preset or an easier task; confirm with the default quick-arith first.",
+                   "If a larger model plateaus at the same loss, suspect the data instead."])
+    improving = metrics.get("improving")
+    if improving is True:
+        return _v("FAIL", "UNDERTRAINED", "capacity",
+                  f"Probes are healthy and the held-out evaluations were still improving when the "
+                  f"{'time budget' if stopped == 'time' else 'step limit'} ran out "
+                  f"({metrics.get('steps')} steps, {metrics.get('elapsed_s')} s).",
+                  [{"probe": "held_out_curve", "status": "FAIL", "value": metrics.get("steps"),
+                    "message": "still improving"}],
+                  [f"Continue with --resume {run_dir} --minutes M, or give more --minutes; "
+                   "a machine shared with other work trains slower."])
     trend = loss_trend(scalars)
-    if trend is None or trend > steep_drop:
+    if improving is None and (trend is None or trend > steep_drop):
         falling = ("the run is too short to see a plateau" if trend is None else
                    f"the loss still falls {trend:.0%} per fifth of the run at the end")
         return _v("FAIL", "UNDERTRAINED", "capacity",
                   f"Probes are healthy and {falling}: train longer ({metrics.get('steps')} steps so far).",
                   [{"probe": "loss_curve", "status": "FAIL", "value": trend, "message": "still falling"}],
                   [f"Continue with --resume {run_dir} --steps N, or give more --minutes."])
+    how = (f"last-fifth drop {trend:.1%}" if trend is not None
+           else metrics.get("stall", "the evaluations had stopped improving"))
     return _v("FAIL", "MODEL TOO SMALL / TASK TOO HARD", "capacity",
-              "Probes are healthy but the loss has plateaued without solving the task"
-              + f" (last-fifth drop {trend:.1%}).",
+              f"Probes are healthy but the loss has plateaued without solving the task ({how}).",
               [{"probe": "loss_curve", "status": "FAIL", "value": trend, "message": "plateau"}],
               ["Use a larger preset or an easier task; confirm with the default quick-arith first.",
                "If a larger model plateaus at the same loss, suspect the data instead."])

@@ -28,22 +28,20 @@ def _healthy_pass(result, command):
 
 @pytest.mark.slow
 def test_quick_arith_passes(tmp_path):
-    """The real default recipe reaches PASS: + and - >= 90% on held-out problems, probes healthy.
-    Eager, not compiled: compiled CPU training is not bit-reproducible, and one compiled seed-0 run in
-    ~20 ended UNDERTRAINED at step 3000 (README, "quick-arith"). Eager seed 0 is reproducible (two runs:
-    identical losses) and passes at step 1800 of 3000; the compiled path is covered by json/python."""
-    result = CliRunner().invoke(app, ["quick-arith", "--device", "cpu", "--seed", "0", "--no-compile",
-                                      "--out", str(tmp_path), "--json"])
+    """The default command as users run it (compiled on CPU, its own recipe) reaches PASS: + and - >= 90%
+    on held-out problems, probes healthy. Compiled CPU training is not bit-reproducible; the recipe's
+    margin is what makes this hold (benchmarks/quick_recipe.py: 20 of 20 seeds, README "quick-arith")."""
+    result = CliRunner().invoke(app, ["quick-arith", "--device", "cpu", "--seed", "0", "--out", str(tmp_path), "--json"])
     report = _healthy_pass(result, "quick-arith")
-    assert report["metrics"]["steps"] < report["metrics"]["steps_planned"]  # stopped early, at PASS
+    assert report["metrics"]["stopped"] == "early"  # stopped at PASS, neither stalled nor out of time
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("command", ["quick-json", "quick-python"])
 def test_quick_json_and_python_pass(tmp_path, command):
     """The other synthetic tasks reach PASS with every probe healthy, the free-running text probes
-    included (these tasks train on every token). Measured: json seeds 0-2 by step 500-600, python by
-    800-1000 of 3000."""
+    included (these tasks train on every token). Measured over 10 seeds each: README "quick-json and
+    quick-python"."""
     result = CliRunner().invoke(app, [command, "--device", "cpu", "--seed", "0", "--out", str(tmp_path), "--json"])
     report = _healthy_pass(result, command)
     ran = {p["name"] for p in report["probes"] if p["status"] == "PASS"}

@@ -9,7 +9,7 @@ from bitcheck.config import TrainConfig
 from bitcheck.model import BitNet
 from bitcheck.quick import task_batches
 from bitcheck.rundir import RunDir, load_checkpoint
-from bitcheck.train import Trainer, build_optimizer, schedule
+from bitcheck.train import Stall, Trainer, build_optimizer, schedule
 from synthetic.arithmetic import ArithmeticTask
 
 
@@ -47,10 +47,42 @@ def test_no_weight_decay_on_norms_and_embeddings(tiny_cfg):
     assert (opt.defaults["betas"]) == (0.9, 0.95)
 
 
-def _trainer(tmp_path, tiny_cfg, steps, interrupt_at=None, run=None):
+def test_cosine_with_warm_restarts():
+    """cycle_steps: after warmup, the cosine restarts at the peak every cycle (SGDR); `steps` is then
+    only a limit, not the horizon."""
+    cfg = TrainConfig(steps=10**6, lr=1e-3, warmup_steps=10, schedule="cosine", cycle_steps=100)
+    assert schedule(10, cfg)[0] == pytest.approx(1e-3) and schedule(60, cfg)[0] == pytest.approx(0.55e-3)
+    assert schedule(109, cfg)[0] == pytest.approx(1e-4, rel=0.01) and schedule(110, cfg)[0] == pytest.approx(1e-3)
+    assert schedule(260, cfg) == schedule(60, cfg)
+
+
+def test_stall_needs_both_signals_flat():
+    """A run stalls only after `stall_evals` evaluations in which neither the validation loss (by 1%)
+    nor the gate score (by 0.01) improved: a flat score while the loss falls (a task before it
+    "clicks") is progress, and so is a rising score while the loss is noisy."""
+    cfg = TrainConfig(stall_evals=3, eval_every=100)
+    st = Stall()
+    assert not any(st.update(cfg, loss, 0.05) for loss in (2.0, 1.9, 1.8, 1.7, 1.6))  # score flat, loss falls
+    assert not any(st.update(cfg, 1.7, g) for g in (0.2, 0.4, 0.6, 0.8))  # loss flat, score rises
+    assert [st.update(cfg, 1.59, 0.805) for _ in range(3)] == [False, False, True]  # changes below the bars
+    assert "last 3 evaluations (300 steps)" in st.describe(cfg)
+    assert not Stall().update(TrainConfig(stall_evals=0), None, None)  # 0: never
+
+
+def test_stall_state_survives_resume(tmp_path, tiny_cfg):
+    """A resumed run goes on counting evaluations without gain where it stopped (state in the checkpoint)."""
+    trainer, run = _trainer(tmp_path, tiny_cfg, 4, stall_evals=5)
+    trainer.stall = Stall(best_loss=1.5, best_gate=0.3, evals=9, last_gain=7)
+    trainer.run()
+    again, _ = _trainer(tmp_path, tiny_cfg, 6, run=run)
+    again.load_state(load_checkpoint(run.latest_checkpoint()))
+    assert again.stall == trainer.stall
+
+
+def _trainer(tmp_path, tiny_cfg, steps, interrupt_at=None, run=None, **train):
     task = ArithmeticTask()
     tcfg = TrainConfig(steps=steps, batch_size=4, seq_len=32, lr=3e-3, warmup_steps=3, log_every=1,
-                       device="cpu", grad_accum=2)
+                       device="cpu", grad_accum=2, **train)
     inner = task_batches(task, 0, tcfg.batch_size, tcfg.seq_len, True)
 
     def batches(step, micro):

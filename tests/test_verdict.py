@@ -67,3 +67,19 @@ def test_ok_verdict_names_the_warnings():
     v = decide(probes, {}, [], True)
     assert v["category"] == "INFRASTRUCTURE OK" and v["diagnosis"].startswith("No probe failed (WARN: gibberish)")
     assert decide(probes[1:], {}, [], True)["diagnosis"].startswith("Every probe passed")
+
+
+def test_self_deciding_runs():
+    """Runs that stop when they stall say themselves whether they still improved: a run that stopped improving
+    ("stalled") is never told to train longer, whatever its loss curve; a budget that ran out while
+    the evaluations still improved is UNDERTRAINED, whatever its loss curve."""
+    stalled = {"stopped": "stalled", "steps": 900, "improving": False, "stall": "no gain in the last 3"}
+    v = decide(HEALTHY, stalled, FALLING, False)
+    assert v["category"] == "MODEL TOO SMALL / TASK TOO HARD" and "no gain in the last 3" in v["diagnosis"]
+    v = decide(HEALTHY, {"stopped": "time", "steps": 900, "elapsed_s": 900, "improving": True}, FLAT, False, "runs/x")
+    assert v["category"] == "UNDERTRAINED" and "time budget" in v["diagnosis"] and "--resume runs/x" in v["next_steps"][0]
+    v = decide(HEALTHY, {"stopped": "time", "steps": 900, "improving": False}, FALLING, False)
+    assert v["category"] == "MODEL TOO SMALL / TASK TOO HARD"
+    # a bug is still named first, and a PASS is still a PASS
+    assert decide(HEALTHY + [P("ste_gradient_flow", "FAIL", "gradients")], stalled, FLAT, False)["part"] == "gradients/STE"
+    assert decide(HEALTHY, {**stalled, "stopped": "early"}, FLAT, True)["status"] == "PASS"
