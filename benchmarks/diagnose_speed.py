@@ -21,8 +21,8 @@ from safetensors.torch import save_file
 
 from bitcheck.config import preset_config
 from bitcheck.diagnose import diagnose
-from bitcheck.diagnostics import LogitsOnly, incremental_logits
-from bitcheck.export import packed_model
+from bitcheck.subjects import LogitsOnly, incremental_logits
+from bitcheck.model import packed_model
 from bitcheck.model import BitNet
 from probes import REGISTRY, Subject, run_probes
 

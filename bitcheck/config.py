@@ -9,8 +9,10 @@ import dataclasses
 import warnings
 from dataclasses import dataclass, field
 
+from bitcheck.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError):
     """A user-facing configuration mistake (unknown preset, bad value): reported as one line."""
 
 

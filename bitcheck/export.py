@@ -1,5 +1,4 @@
-"""`bitcheck export CHECKPOINT --out DIR`: the deployable form of a trained BitNet, and its
-integer inference path.
+"""`bitcheck export CHECKPOINT --out DIR`: the deployable files of a trained BitNet.
 
     manifest = export("runs/.../checkpoint.pt", "exported/")   # model.safetensors + manifest.json
     model = load_packed("exported/")                            # BitNet with PackedBitLinear layers
@@ -7,85 +6,32 @@ integer inference path.
 Every BitLinear's ternary codes are packed 2 bits each in the Hugging Face BitNet layout (uint8,
 four codes per byte along the output dimension, code + 1 in bits 2i..2i+1 for output row
 i * rows + r) with `weight_scale` = 1/mean|W| (the convention HF's packed BitLinear divides by, and
-the one the manifest names). Embeddings and norms stay float32. `PackedBitLinear` is the packed
-inference path: int8 activations times ternary codes accumulated exactly (float64 holds every
-partial sum of 127 * in_features exactly), then one division by both scales. The parity probe
-(probes/parity.py) holds it to the fake-quantized training forward.
+the one the manifest names). Embeddings and norms stay float32. The packed inference path itself
+(`PackedBitLinear`: int8 activations times ternary codes accumulated exactly, then one division by
+both scales) lives with the model in bitcheck/model.py; the parity probe (probes/parity.py) holds
+it to the fake-quantized training forward.
 """
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
 import torch
-import torch.nn as nn
 
+from bitcheck import checkpoint as ckpts
 from bitcheck.config import ModelConfig
-from bitcheck.model import QUANT_EPS, BitLinear, BitNet, ternary_codes
-from bitcheck.rundir import RunDirError, atomic_write_text, empty_output_dir, load_checkpoint
+from bitcheck.errors import UserError
+from bitcheck.model import BitLinear, BitNet, PackedBitLinear, pack_codes, ternary
+from bitcheck.rundir import RunDirError, atomic_write_text, empty_output_dir
+from bitcheck.subjects import parity_subject
+from probes import run_probes
 
 LAYOUT = "hf-bitnet-2bit"  # uint8 (ceil(out / 4), in); code + 1 of row i * rows + r in bits 2i..2i+1
 SCALE_CONVENTION = "1/mean|W| (divide)"
 
 
-class ExportError(ValueError):
+class ExportError(UserError):
     """A user mistake about the input or output: one line, exit 2."""
-
-
-def pack_codes(codes: torch.Tensor) -> torch.Tensor:
-    """Ternary codes (out, in) in {-1, 0, 1} -> uint8 (ceil(out / 4), in) in the HF layout; rows
-    past `out` are padded with code 0."""
-    out_rows = codes.shape[0]
-    rows = -(-out_rows // 4)
-    padded = torch.zeros(rows * 4, codes.shape[1], dtype=torch.int32, device=codes.device)
-    padded[:out_rows] = codes.to(torch.int32) + 1
-    packed = torch.zeros(rows, codes.shape[1], dtype=torch.int32, device=codes.device)
-    for i in range(4):
-        packed |= padded[i * rows:(i + 1) * rows] << (2 * i)
-    return packed.to(torch.uint8)
-
-
-def unpack_codes(packed: torch.Tensor, out_rows: int) -> torch.Tensor:
-    p = packed.to(torch.int32)
-    codes = torch.cat([(p >> (2 * i)) & 3 for i in range(4)], dim=0)[:out_rows] - 1
-    return codes.to(torch.int8)
-
-
-def ternary(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(codes int8, mean|W| clamped): BitLinear's own rounding (model.ternary_codes)."""
-    codes, scale = ternary_codes(weight.detach())
-    return codes.to(torch.int8), scale
-
-
-class PackedBitLinear(nn.Module):
-    """Inference-only BitLinear from packed codes: per-token int8 activations, exact integer
-    accumulation, then y = acc / (activation factor * weight_scale)."""
-
-    def __init__(self, packed: torch.Tensor, weight_scale: torch.Tensor, in_features: int, out_features: int):
-        super().__init__()
-        self.in_features, self.out_features = in_features, out_features
-        self.register_buffer("codes", unpack_codes(packed, out_features))  # (out, in) int8
-        self.register_buffer("weight_scale", weight_scale.reshape(()).float())  # 1 / mean|W|
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        factor = 127.0 / x.abs().amax(dim=-1, keepdim=True).clamp(min=QUANT_EPS)  # (..., 1)
-        q = (x * factor).round().clamp(-128, 127)  # int8 values, kept in float
-        acc = q.double() @ self.codes.double().T  # exact: |acc| <= 128 * in_features
-        return (acc / (factor.double() * self.weight_scale.double())).to(x.dtype)
-
-
-def packed_model(model: BitNet) -> BitNet:
-    """A copy of `model` whose BitLinear layers are PackedBitLinear built from its own weights:
-    the in-memory equivalent of export + load_packed, for the parity probe."""
-    twin = copy.deepcopy(model)
-    for name, module in list(twin.named_modules()):
-        for child_name, child in list(module.named_children()):
-            if isinstance(child, BitLinear):
-                codes, scale = ternary(child.weight)
-                setattr(module, child_name, PackedBitLinear(pack_codes(codes), 1.0 / scale,
-                                                            child.in_features, child.out_features))
-    return twin.eval()
 
 
 def export(checkpoint: str | Path, out: str | Path) -> dict:
@@ -96,15 +42,11 @@ def export(checkpoint: str | Path, out: str | Path) -> dict:
 def export_checked(checkpoint: str | Path, out: str | Path) -> dict:
     """Export, then run the parity probe of the written files against the checkpoint's model on a
     seeded batch of tokens: {"manifest", "parity"} (parity is a probe result dict)."""
-    from bitcheck.diagnostics import LogitsOnly
-    from probes import Subject, run_probes
-
     manifest, model = _export(checkpoint, out)
     packed = load_packed(out)
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, model.config.vocab_size, (8, min(64, model.config.block_size)), generator=g)
-    parity = run_probes(Subject(model=LogitsOnly(model), inference_model=LogitsOnly(packed), batches=[(x, x)]),
-                        names=["inference_parity"])[0].to_dict()
+    parity = run_probes(parity_subject(model, packed, [(x, x)]), names=["inference_parity"])[0].to_dict()
     return {"manifest": manifest, "parity": parity}
 
 
@@ -113,16 +55,14 @@ def _export(checkpoint: str | Path, out: str | Path) -> tuple[dict, BitNet]:
     from safetensors.torch import save_file
 
     try:
-        ckpt = load_checkpoint(checkpoint)
-    except RunDirError as e:
+        ckpt = ckpts.load(checkpoint)
+        model = ckpts.build_model(ckpt, str(checkpoint))
+    except ckpts.CheckpointError as e:
         raise ExportError(f"{e}; export takes a checkpoint written by bitcheck") from None
     try:
         out = empty_output_dir(out)
     except RunDirError as e:
         raise ExportError(str(e)) from None
-    cfg = ModelConfig.from_dict(json.loads(ckpt["model_config"]))
-    model = BitNet(cfg)
-    model.load_state_dict(ckpt["model_state_dict"])
     tensors, layers = {}, {}
     quantized = {f"{n}.weight" for n, m in model.named_modules() if isinstance(m, BitLinear)}
     for key, value in model.state_dict().items():
@@ -139,8 +79,8 @@ def _export(checkpoint: str | Path, out: str | Path) -> tuple[dict, BitNet]:
     fp32_bytes = sum(v.numel() * 4 for v in model.state_dict().values())
     manifest = {
         "format": "bitcheck-packed-1", "layout": LAYOUT, "weight_scale_convention": SCALE_CONVENTION,
-        "model_config": json.loads(ckpt["model_config"]), "tokenizer": json.loads(ckpt.get("tokenizer") or "null"),
-        "task": json.loads(ckpt.get("task") or "null"), "step": int(ckpt["step"]), "layers": layers,
+        "model_config": ckpt.model_config.to_dict(), "tokenizer": json.loads(ckpt.tokenizer or "null"),
+        "task": ckpt.task or None, "step": ckpt.step, "layers": layers,
         "bytes": {"packed_file": packed_bytes, "fp32_weights": fp32_bytes,
                   "checkpoint_file": Path(checkpoint).stat().st_size,
                   "ratio_vs_fp32": round(packed_bytes / fp32_bytes, 4)},

@@ -13,11 +13,13 @@ in bitcheck/export.py; this model always runs the fake-quantized training path.
 from __future__ import annotations
 
 
+import copy
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bitcheck.config import ModelConfig
+from bitcheck.config import PRESET_NOTES, PRESETS, ModelConfig, preset_config
 
 QUANT_EPS = 1e-5  # floor on the scales: an all-zero weight or activation row must stay finite
 
@@ -251,3 +253,75 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
         logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
     probs = logits.softmax(dim=-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+# ---- the packed inference twin ----------------------------------------------------------------
+# What a deployed b1.58 model runs: 2-bit codes in the Hugging Face BitNet layout (uint8, four codes
+# per byte along the output dimension, code + 1 in bits 2i..2i+1 for output row i * rows + r) and
+# `weight_scale` = 1/mean|W|. bitcheck/export.py writes these tensors to files; the parity probe
+# (probes/parity.py) holds `packed_model(model)` to the fake-quantized training forward.
+
+def pack_codes(codes: torch.Tensor) -> torch.Tensor:
+    """Ternary codes (out, in) in {-1, 0, 1} -> uint8 (ceil(out / 4), in) in the HF layout; rows
+    past `out` are padded with code 0."""
+    out_rows = codes.shape[0]
+    rows = -(-out_rows // 4)
+    padded = torch.zeros(rows * 4, codes.shape[1], dtype=torch.int32, device=codes.device)
+    padded[:out_rows] = codes.to(torch.int32) + 1
+    packed = torch.zeros(rows, codes.shape[1], dtype=torch.int32, device=codes.device)
+    for i in range(4):
+        packed |= padded[i * rows:(i + 1) * rows] << (2 * i)
+    return packed.to(torch.uint8)
+
+
+def unpack_codes(packed: torch.Tensor, out_rows: int) -> torch.Tensor:
+    p = packed.to(torch.int32)
+    codes = torch.cat([(p >> (2 * i)) & 3 for i in range(4)], dim=0)[:out_rows] - 1
+    return codes.to(torch.int8)
+
+
+def ternary(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(codes int8, mean|W| clamped): BitLinear's own rounding (model.ternary_codes)."""
+    codes, scale = ternary_codes(weight.detach())
+    return codes.to(torch.int8), scale
+
+
+class PackedBitLinear(nn.Module):
+    """Inference-only BitLinear from packed codes: per-token int8 activations, exact integer
+    accumulation, then y = acc / (activation factor * weight_scale)."""
+
+    def __init__(self, packed: torch.Tensor, weight_scale: torch.Tensor, in_features: int, out_features: int):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.register_buffer("codes", unpack_codes(packed, out_features))  # (out, in) int8
+        self.register_buffer("weight_scale", weight_scale.reshape(()).float())  # 1 / mean|W|
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        factor = 127.0 / x.abs().amax(dim=-1, keepdim=True).clamp(min=QUANT_EPS)  # (..., 1)
+        q = (x * factor).round().clamp(-128, 127)  # int8 values, kept in float
+        acc = q.double() @ self.codes.double().T  # exact: |acc| <= 128 * in_features
+        return (acc / (factor.double() * self.weight_scale.double())).to(x.dtype)
+
+
+def packed_model(model: BitNet) -> BitNet:
+    """A copy of `model` whose BitLinear layers are PackedBitLinear built from its own weights:
+    the in-memory equivalent of export + load_packed, for the parity probe."""
+    twin = copy.deepcopy(model)
+    for name, module in list(twin.named_modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, BitLinear):
+                codes, scale = ternary(child.weight)
+                setattr(module, child_name, PackedBitLinear(pack_codes(codes), 1.0 / scale,
+                                                            child.in_features, child.out_features))
+    return twin.eval()
+
+
+def preset_rows() -> list[dict]:
+    """Every preset with its exact parameter count (`bitcheck presets`); presets that take the
+    vocabulary from a tokenizer are counted with the arithmetic one (21 tokens)."""
+    rows = []
+    for name in PRESETS:
+        cfg = preset_config(name, vocab_size=None if PRESETS[name]["vocab_size"] else 21)
+        rows.append({"name": name, "params": BitNet(cfg).num_params(), "note": PRESET_NOTES[name],
+                     "vocab_from_tokenizer": PRESETS[name]["vocab_size"] is None, **cfg.to_dict()})
+    return rows

@@ -15,6 +15,7 @@ import io
 import json
 import math
 
+from bitcheck.errors import UserError
 from bitcheck.rundir import RunDir, atomic_write_text
 
 STATUS_STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "red", "ERROR": "red", "SKIP": "dim"}
@@ -44,6 +45,19 @@ def write_report(run: RunDir, report: dict) -> None:
         fig = loss_figure(scalars, evals)
         fig.savefig(run.loss_png, dpi=100)
         _close(fig)
+
+
+def read_report(run: RunDir) -> dict:
+    """A run directory's report.json; a missing or foreign one is a UserError naming the problem."""
+    try:
+        data = json.loads(run.report_json.read_text())
+        if not isinstance(data.get("verdict"), dict) or "status" not in data["verdict"] or "metrics" not in data:
+            raise KeyError("verdict.status / metrics missing")
+    except FileNotFoundError:
+        raise UserError(f"{run.path} has no report.json (is it a bitcheck run directory?)") from None
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise UserError(f"{run.report_json} is not a readable bitcheck report ({e})") from None
+    return data
 
 
 def key_value(value) -> str:
@@ -240,3 +254,69 @@ def render_terminal(report: dict, console) -> None:
     if report.get("run_dir"):
         body += f"\n\nRun directory: {report['run_dir']}"
     console.print(Panel(body, title=f"[bold {style}]{_headline(v)}", border_style=style))
+
+
+# ---- terminal renderers of the other commands (each reads its command's result dict) ---------------
+
+def render_presets(rows: list[dict], console) -> None:
+    """`bitcheck presets`: one row per preset with its exact parameter count."""
+    from rich.table import Table
+    table = Table(title="bitcheck presets")
+    for col in ("name", "params", "vocab", "d_model", "layers", "heads", "kv", "ffn", "ctx"):
+        table.add_column(col, justify="left" if col == "name" else "right")
+    for r in rows:
+        table.add_row(r["name"], f"{r['params']:,}", str(r["vocab_size"]) + ("*" if r["vocab_from_tokenizer"] else ""),
+                      str(r["n_embd"]), str(r["n_layer"]), str(r["n_head"]), str(r["n_kv_head"]),
+                      str(r["ffn_hidden"]), str(r["block_size"]))
+    console.print(table)
+    console.print("* vocabulary taken from the task's tokenizer; counted here with the arithmetic one (21).")
+    for r in rows:
+        console.print(f"  {r['name']}: {r['note']}", highlight=False)
+
+
+def render_tokenizer(result: dict, console) -> None:
+    """`bitcheck tokenizer train`: what was written and what its round trip loses."""
+    console.print(f"wrote {result['out']}: {result['vocab_size']} tokens from {result['stories']:,} stories of "
+                  f"{result['data']}; round trip on {result['chars_checked']:,} held-out characters lost "
+                  f"{result['lost_char_share']:.4%}", highlight=False)
+
+
+def render_export(result: dict, console) -> None:
+    """`bitcheck export`: the files' size and the parity check."""
+    manifest, parity = result["manifest"], result["parity"]
+    b = manifest["bytes"]
+    console.print(f"exported {len(manifest['layers'])} packed layers to {result['out']}: {b['packed_file']:,} bytes "
+                  f"vs {b['fp32_weights']:,} fp32 ({b['ratio_vs_fp32']:.1%}); checkpoint file "
+                  f"{b['checkpoint_file']:,} bytes", highlight=False)
+    color = "green" if parity["status"] == "PASS" else "red"
+    console.print(f"[{color}]{parity['status']}[/] inference_parity: {parity['message']}", highlight=False)
+
+
+def render_conform(result: dict, console) -> None:
+    """`bitcheck conform`: one row per property, then each failure's counterexample and fix."""
+    from rich.table import Table
+    table = Table(title=f"bitcheck conform {result['layer']}")
+    for col in ("property", "status", "message"):
+        table.add_column(col)
+    for r in result["properties"]:
+        table.add_row(r["name"], f"[{'green' if r['status'] == 'PASS' else 'red'}]{r['status']}", r["message"])
+    console.print(table)
+    for r in result["properties"]:
+        if r["status"] != "PASS":
+            console.print(f"[bold red]{r['name']}[/]: minimal counterexample {json.dumps(r['counterexample'])}",
+                          highlight=False, soft_wrap=True)
+            console.print(f"  fix: {r['hint']}", highlight=False, soft_wrap=True)
+
+
+def render_selftest(result: dict, console) -> None:
+    """`bitcheck selftest`: the matrix of planted bugs and healthy seeds."""
+    from rich.table import Table
+    table = Table(title="bitcheck selftest")
+    for col in ("case", "probes that fired", "verdict", "part named", "right"):
+        table.add_column(col, overflow="fold")
+    for row in result["bugs"] + result["healthy"]:
+        table.add_row(row["case"], ", ".join(row["fired"]) or "-", row["verdict"], str(row["part"] or "-"),
+                      "[green]yes[/]" if row["right"] else "[red]NO[/]")
+    console.print(table)
+    console.print(f"missed: {', '.join(result['missed']) or 'none'}; "
+                  f"false alarms: {', '.join(result['false_alarms']) or 'none'}")

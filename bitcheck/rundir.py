@@ -7,10 +7,8 @@
     runs/<run_id>/checkpoints/step_<N>/checkpoint.pt
     runs/<run_id>/report.json, report.md, report.html, loss_curve.png
 
-A checkpoint holds tensors (model, optimizer, grad scaler, RNG states) plus the configs and the
-tokenizer as readable JSON strings, so `torch.load(..., weights_only=True)` can open it safely.
-Writes go to a temporary file first and are renamed into place: an interrupted save never
-leaves a half-written checkpoint where a resume would find it.
+What a checkpoint holds, and how it is written and read, is bitcheck/checkpoint.py. Writes here go
+to a temporary file first and are renamed into place.
 """
 from __future__ import annotations
 
@@ -20,12 +18,10 @@ import re
 import time
 from pathlib import Path
 
-import torch
-
-CHECKPOINT_KEYS = ("model_state_dict", "optimizer_state_dict", "step", "model_config", "train_config")
+from bitcheck.errors import UserError
 
 
-class RunDirError(ValueError):
+class RunDirError(UserError):
     """A run directory or checkpoint the user pointed at cannot be used: reported as one line."""
 
 
@@ -74,6 +70,8 @@ class RunDir:
         run = cls(path)
         if not run.checkpoints.is_dir():
             raise RunDirError(f"{path} is not a run directory (no checkpoints/ folder)")
+        for sub in (run.metrics.parent, run.samples.parent):  # a copied run may hold its checkpoints alone
+            sub.mkdir(exist_ok=True)
         return run
 
     def latest_checkpoint(self) -> Path:
@@ -98,12 +96,6 @@ class RunDir:
             atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in keep))
 
 
-def first_line(e: Exception) -> str:
-    """An exception's first line (or its type), short enough for a one-line user error."""
-    text = str(e).strip()
-    return (text.splitlines()[0] if text else type(e).__name__)[:160]
-
-
 def empty_output_dir(path: str | Path) -> Path:
     """A folder for output files that is new or empty (never mixes with or overwrites older files)."""
     path = Path(path)
@@ -125,27 +117,3 @@ def atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
-
-
-def save_checkpoint(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str | Path) -> dict:
-    """Open one of our checkpoints; any other file is a RunDirError naming what is wrong."""
-    path = Path(path)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise RunDirError(f"{path}: no such file") from None
-    except Exception as e:  # torch raises many types for truncated / foreign files
-        raise RunDirError(f"{path} is not a readable bitcheck checkpoint ({first_line(e)})") from None
-    if not isinstance(ckpt, dict):
-        raise RunDirError(f"{path} is not a bitcheck checkpoint (holds a {type(ckpt).__name__}, not a dict)")
-    missing = [k for k in CHECKPOINT_KEYS if k not in ckpt]
-    if missing:
-        raise RunDirError(f"{path} is not a bitcheck checkpoint (missing {', '.join(missing)})")
-    return ckpt

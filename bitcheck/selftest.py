@@ -19,13 +19,13 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
-from bitcheck.config import TrainConfig, preset_config
-from bitcheck.diagnostics import LogitsOnly, make_watchers, probe_results, task_subject
+from bitcheck.config import ConfigError, TrainConfig, preset_config
 from bitcheck.model import Attention, BitLinear, BitNet, KVCache, activation_quant, apply_rope, sample_next, weight_quant
-from bitcheck.quick import task_batches
 from bitcheck.rundir import RunDir
+from bitcheck.subjects import LogitsOnly, make_watchers, probe_results, task_subject
+from bitcheck.tasks import task_batches
 from bitcheck.train import Trainer
-from bitcheck.verdict import decide
+from bitcheck.verdict import Evidence, judge
 from probes import TokenizerAdapter
 from synthetic.arithmetic import ArithmeticTask
 
@@ -54,7 +54,8 @@ def _train(model: BitNet, task, seed: int, steps: int, lr: float, watchers: list
                       schedule="cosine", device="cpu", seed=seed, log_every=50)
     with tempfile.TemporaryDirectory() as tmp:
         run = RunDir.create(tmp, "selftest")
-        trainer = Trainer(model, cfg, task_batches(task, seed, 32, 64, False), run, {"model_config": "{}"},
+        meta = {"model_config": model.config, "tokenizer": task.tokenizer.to_json(), "task": {"name": "arith"}}
+        trainer = Trainer(model, cfg, task_batches(task, seed, 32, 64, False), run, meta,
                           progress=False, watchers=watchers)
         trainer.run()
     return trainer
@@ -216,12 +217,12 @@ FAST_BUGS = ("ste_missing", "quantization_skipped", "scale_inverted", "nan_zero_
 
 
 def _row(name: str, probes: list[dict], expected: str | None) -> dict:
-    verdict = decide(probes, {}, [], None)
+    verdict = judge(probes, Evidence())
     fired = [p["name"] for p in probes if p["status"] in ("FAIL", "ERROR")]
     warned = [p["name"] for p in probes if p["status"] == "WARN"]
-    right = verdict["part"] == expected if expected else verdict["category"] == "INFRASTRUCTURE OK"
-    return {"case": name, "fired": fired, "warned": warned, "verdict": verdict["category"],
-            "part": verdict["part"], "expected": expected or "INFRASTRUCTURE OK", "right": right,
+    right = verdict.part == expected if expected else verdict.category.value == "INFRASTRUCTURE OK"
+    return {"case": name, "fired": fired, "warned": warned, "verdict": verdict.category.value,
+            "part": verdict.part, "expected": expected or "INFRASTRUCTURE OK", "right": right,
             "values": {p["name"]: p["value"] for p in probes}}
 
 
@@ -232,7 +233,7 @@ def run_selftest(seeds=(0,), bugs=None, steps: int = SELFTEST_STEPS, progress=No
     names = list(BUGS) if bugs is None else list(bugs)
     unknown = [b for b in names if b not in BUGS]
     if unknown:
-        raise ValueError(f"unknown bug(s) {', '.join(unknown)}; choose from {', '.join(BUGS)}")
+        raise ConfigError(f"unknown bug(s) {', '.join(unknown)}; choose from {', '.join(BUGS)}")
     rows, healthy = [], []
     setups = {}
     for seed in seeds:

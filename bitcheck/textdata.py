@@ -19,13 +19,15 @@ import json
 import os
 import re
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
-from bitcheck.rundir import first_line
+from bitcheck.errors import UserError, first_line
+from bitcheck import tokenizer as toks
 from bitcheck.tokenizer import EOS as SEPARATOR  # ends every story: the .txt line and the token
 from bitcheck.tokenizer import special_id
 HUB_DEFAULT = "roneneldan/TinyStories"
@@ -36,7 +38,7 @@ LOCAL_OPTIONS = ("a TinyStories .txt file (stories separated by a line <|endofte
                  "'synthetic' (generated stories, offline)")
 
 
-class TextDataError(ValueError):
+class TextDataError(UserError):
     """A bad or unreachable data source: one line, exit 2."""
 
 
@@ -301,3 +303,24 @@ class TokenBatches:
         rows = np.stack([self.data[s:s + self.seq + 1] for s in mine]).astype(np.int64)
         t = torch.from_numpy(rows)  # (B, T+1)
         return t[:, :-1], t[:, 1:]
+
+
+def train_tokenizer(data: str, vocab: int, stories: int, kind: str, out: str) -> dict:
+    """`bitcheck tokenizer train`: train on the first `stories` stories of `data`, check the round trip
+    on held-out ones, write `out`. Returns what was done (lost_char_share: the share of held-out
+    characters decode(encode(text)) loses)."""
+    if vocab < 8 or vocab > 65535:
+        raise toks.TokenizerError(f"--vocab must be between 8 and 65535, got {vocab}")
+    source = open_source(data)
+    seen = [0]
+
+    def counted():
+        for text in islice(source.stories("train"), stories):
+            seen[0] += 1
+            yield text
+    tok = toks.train(counted(), vocab, kind)
+    lost, checked = toks.lost_share(tok, islice(source.stories("val"), 200))
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    tok.save(out)
+    return {"out": out, "data": source.name, "vocab_size": tok.get_vocab_size(), "stories": seen[0],
+            "kind": kind, "lost_char_share": lost, "chars_checked": checked}

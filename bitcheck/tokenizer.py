@@ -20,7 +20,7 @@ from typing import Iterable
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from bitcheck.rundir import first_line
+from bitcheck.errors import UserError, first_line
 from probes import TokenizerAdapter
 from probes.data import lost_char_share
 
@@ -29,7 +29,7 @@ SPECIALS = [PAD, BOS, EOS]  # ids 0, 1, 2 in every tokenizer made here
 MIN_BPE_VOCAB = 256 + len(SPECIALS) + 1  # the byte alphabet, the specials and at least one merge
 
 
-class TokenizerError(ValueError):
+class TokenizerError(UserError):
     """A bad tokenizer request or file: one line, exit 2."""
 
 
@@ -86,6 +86,14 @@ def load(path: str) -> Tokenizer:
         return Tokenizer.from_file(str(path))
     except Exception as e:  # noqa: BLE001 - tokenizers raises a bare Exception for missing or bad files
         raise TokenizerError(f"{path} is not a readable tokenizer.json ({first_line(e)})") from None
+
+
+def from_json(text: str, what: str = "the stored tokenizer") -> Tokenizer:
+    """A tokenizer from its JSON text (as checkpoints store it); unreadable text is a TokenizerError."""
+    try:
+        return Tokenizer.from_str(text)
+    except Exception as e:  # noqa: BLE001 - tokenizers raises a bare Exception
+        raise TokenizerError(f"{what} is unreadable ({first_line(e)})") from None
 
 
 def special_id(tok: Tokenizer, token: str) -> int:

@@ -2,7 +2,7 @@
 optional torch.compile, gradient accumulation, clipping, checkpoints, exact resume, Ctrl-C safety.
 
     trainer = Trainer(model, train_cfg, batches, run, meta)
-    result = trainer.run(evaluate=lambda model, step: {...})
+    result = trainer.run(evaluate=lambda model, step: Evaluation(...))
 
 `batches(step, micro)` returns the (x, y) tensors of one micro-batch; it must depend only on its
 arguments (the synthetic tasks seed by step), which is what makes `k steps + resume + (N-k) steps`
@@ -18,21 +18,55 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import os
 import time
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Callable
 
 import torch
 import torch.nn as nn
 
+from bitcheck import checkpoint as ckpts
 from bitcheck.config import ConfigError, TrainConfig
-from bitcheck.rundir import RunDir, append_jsonl, save_checkpoint
+from bitcheck.rundir import RunDir, append_jsonl
+
+
+class Stop(str, Enum):
+    """Why training ended (the value is what report.json's metrics.stopped says)."""
+    STEPS = "steps"  # the step limit
+    TIME = "time"  # the wall-clock budget
+    EARLY = "early"  # an evaluation asked to stop: the task passed
+    STALLED = "stalled"  # no gain in `stall_evals` evaluations
+    INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM
+    NONFINITE = "nonfinite"  # a NaN/Inf loss or gradient norm
+
+
+@dataclass
+class Evaluation:
+    """What an evaluator returns at a step. `passed`/`gate` come from a task's PASS criteria, `val_loss`
+    from held-out text; the Trainer stops on `stop` and watches `val_loss` and `gate` for a stall."""
+    passed: bool | None = None  # None: no task bar (stories are judged on bits per byte)
+    stop: bool = False
+    gate: float | None = None  # least score / bar over the PASS criteria (>= 1 passes)
+    val_loss: float | None = None
+    score: dict | None = None  # the task's score: per_group, failures, ...
+    extra: dict = field(default_factory=dict)  # other figures for evals.jsonl (val_bpb, samples)
+    step: int = 0  # filled in by the Trainer
+    elapsed_s: float = 0.0
+
+    def record(self) -> dict:
+        """The evals.jsonl line: step, elapsed_s and every figure that is set."""
+        out = {"step": self.step, "elapsed_s": self.elapsed_s}
+        for key in ("score", "passed", "gate", "val_loss"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return {**out, **self.extra}
+
 
 Batches = Callable[[int, int], tuple[torch.Tensor, torch.Tensor]]
-Evaluate = Callable[[nn.Module, int], dict]
+Evaluate = Callable[[nn.Module, int], Evaluation]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -139,17 +173,17 @@ class Stall:
 @dataclass
 class TrainResult:
     step: int  # optimizer steps completed
-    stopped: str  # "steps" | "time" | "early" (evaluate asked to stop) | "stalled" (no gain in
-    # `stall_evals` evaluations) | "interrupted" | "nonfinite"
+    stopped: Stop
     elapsed_s: float
-    last_eval: dict = field(default_factory=dict)
+    last_eval: Evaluation | None = None
     checkpoint: str | None = None
 
 
 class Trainer:
     def __init__(self, model: nn.Module, cfg: TrainConfig, batches: Batches, run: RunDir | None,
                  meta: dict, progress: bool = True, watchers: list | None = None, dist: Dist | None = None):
-        """meta: readable JSON-able dict saved in every checkpoint (model_config, tokenizer, task).
+        """meta: the checkpoint fields the run fixes (model_config, tokenizer, task, probe_text; see
+        bitcheck/checkpoint.py), saved in every checkpoint.
         watchers: objects with before_step(model, step) / after_step(model, step) (probes' flip-rate
         and update-ratio watches), called around every optimizer step. dist: this rank under
         torchrun (`run` may be None on ranks other than 0: they write nothing)."""
@@ -174,40 +208,43 @@ class Trainer:
         self._forward = torch.compile(forward) if cfg.compile else forward
 
     # ---- checkpoints -------------------------------------------------------------------------
-    def state(self) -> dict:
-        return {
+    def checkpoint(self) -> ckpts.Checkpoint:
+        """The whole training state, with the run's fixed fields (`meta`: model_config, tokenizer,
+        task, probe_text; objects or their JSON text)."""
+        return ckpts.Checkpoint.from_payload({
+            **self.meta,
             "model_state_dict": self.model.state_dict(),
             "optimizer_state_dict": self.optimizer.state_dict(),
             "scaler_state_dict": self.scaler.state_dict(),
             "step": self.step,
-            "schedule": {"step": self.step, "elapsed_s": self.elapsed_prev,
-                         "stall": dataclasses.asdict(self.stall)},
+            "schedule": {"step": self.step, "elapsed_s": self.elapsed_prev, "stall": dataclasses.asdict(self.stall)},
             "rng": {"torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
-            "train_config": json.dumps(self.cfg.to_dict()),
-            **self.meta,
-        }
+            "train_config": self.cfg,
+        })
 
     def save(self) -> str | None:
         if not self.dist.main:
             return None
         path = self.run_dir.checkpoints / f"step_{self.step}" / "checkpoint.pt"
-        save_checkpoint(path, self.state())
+        ckpts.save(path, self.checkpoint())
         return str(path)
 
-    def load_state(self, ckpt: dict) -> None:
-        self.model.load_state_dict(ckpt["model_state_dict"])
-        self.optimizer.load_state_dict(ckpt["optimizer_state_dict"])
-        if "scaler_state_dict" in ckpt and ckpt["scaler_state_dict"]:
-            self.scaler.load_state_dict(ckpt["scaler_state_dict"])
-        self.step = int(ckpt["step"])
-        self.elapsed_prev = float(ckpt.get("schedule", {}).get("elapsed_s", 0.0))
-        self.stall = Stall(**ckpt.get("schedule", {}).get("stall", {}))
-        rng = ckpt.get("rng", {})
-        if "torch" in rng:
-            torch.set_rng_state(rng["torch"])
-        if rng.get("cuda") and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
+    def load_state(self, ckpt: ckpts.Checkpoint | dict) -> None:
+        """Continue from a checkpoint (a Checkpoint, or the dict `checkpoint.read_payload` returns)."""
+        if isinstance(ckpt, dict):
+            ckpt = ckpts.Checkpoint.from_payload(ckpt)
+        self.model.load_state_dict(ckpt.model_state_dict)
+        self.optimizer.load_state_dict(ckpt.optimizer_state_dict)
+        if ckpt.scaler_state_dict:
+            self.scaler.load_state_dict(ckpt.scaler_state_dict)
+        self.step = ckpt.step
+        self.elapsed_prev = float(ckpt.schedule.get("elapsed_s", 0.0))
+        self.stall = Stall(**ckpt.schedule.get("stall", {}))
+        if "torch" in ckpt.rng:
+            torch.set_rng_state(ckpt.rng["torch"])
+        if ckpt.rng.get("cuda") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ckpt.rng["cuda"])
         if self.dist.main:
             for path in (self.run_dir.metrics, self.run_dir.evals, self.run_dir.samples):
                 self.run_dir.truncate_after(path, self.step)
@@ -256,8 +293,8 @@ class Trainer:
         cfg = self.cfg
         start = time.perf_counter()
         budget = cfg.max_minutes * 60 if cfg.max_minutes else None
-        last_eval: dict = {}
-        stopped = "steps"
+        last_eval: Evaluation | None = None
+        stopped = Stop.STEPS
         window_t, window_tokens = time.perf_counter(), 0
         progress = _Progress(cfg.steps, self.step, enabled=self.progress,
                              budget_s=budget if cfg.stall_evals else None)
@@ -270,7 +307,7 @@ class Trainer:
                     if not (math.isfinite(rec["loss"]) and math.isfinite(rec["grad_norm"])):
                         if self.dist.main:  # every rank sees the same all-reduced loss and gradients
                             append_jsonl(self.run_dir.metrics, {"step": self.step, **rec, "elapsed_s": elapsed})
-                        stopped = "nonfinite"
+                        stopped = Stop.NONFINITE
                         break
                     main = self.dist.main
                     if main and (self.step == 1 or self.step % cfg.log_every == 0 or self.step == cfg.steps):
@@ -286,25 +323,24 @@ class Trainer:
                     if main and evaluate and cfg.eval_every and self.step % cfg.eval_every == 0:
                         last_eval = self._evaluate(evaluate, elapsed)
                         progress.score(last_eval)
-                        stop = "early" if last_eval.get("stop") else None
-                        if self.stall.update(cfg, last_eval.get("val_loss"), last_eval.get("gate")) and stop is None:
-                            stop = "stalled"
+                        stalled = self.stall.update(cfg, last_eval.val_loss, last_eval.gate)
+                        stop = Stop.EARLY if last_eval.stop else (Stop.STALLED if stalled else None)
                     if stop is None and budget is not None and elapsed >= budget:
-                        stop = "time"
+                        stop = Stop.TIME
                     stop = self._agree(stop)
                     if stop:
                         stopped = stop
                         break
         except KeyboardInterrupt:
-            stopped = "interrupted"
+            stopped = Stop.INTERRUPTED
         self.elapsed_prev += time.perf_counter() - start
         ckpt = self.save()
-        if self.dist.main and evaluate and stopped != "early" and last_eval.get("step") != self.step:
+        if self.dist.main and evaluate and stopped != Stop.EARLY and (last_eval is None or last_eval.step != self.step):
             # the final state is always evaluated, also after Ctrl-C: the report says what ran
             try:
                 last_eval = self._evaluate(evaluate, self.elapsed_prev)
             except KeyboardInterrupt:
-                stopped = "interrupted"
+                stopped = Stop.INTERRUPTED
         return TrainResult(self.step, stopped, self.elapsed_prev, last_eval, ckpt)
 
     def summary(self, result: TrainResult, scalars: list[dict]) -> dict:
@@ -314,13 +350,13 @@ class Trainer:
         return {"params": self.model.num_params(), "vocab_size": vocab,
                 "ln_vocab": math.log(vocab), "loss_at_init": scalars[0]["loss"] if scalars else None,
                 "final_loss": scalars[-1]["loss"] if scalars else None, "steps": result.step,
-                "steps_planned": self.cfg.steps, "stopped": result.stopped, "elapsed_s": round(result.elapsed_s, 2),
+                "steps_planned": self.cfg.steps, "stopped": result.stopped.value, "elapsed_s": round(result.elapsed_s, 2),
                 "device": str(self.device), "precision": self.cfg.precision,
                 "tokens_per_s": speeds[len(speeds) // 2] if speeds else None}
 
-    STOPS = (None, "time", "stalled", "early")
+    STOPS = (None, Stop.TIME, Stop.STALLED, Stop.EARLY)
 
-    def _agree(self, stop: str | None) -> str | None:
+    def _agree(self, stop: Stop | None) -> Stop | None:
         """Under DDP every rank must leave the loop at the same step: the strongest reason wins."""
         if self.dist.world == 1:
             return stop
@@ -329,12 +365,12 @@ class Trainer:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return self.STOPS[int(t.item())]
 
-    def _evaluate(self, evaluate: Evaluate, elapsed: float) -> dict:
+    def _evaluate(self, evaluate: Evaluate, elapsed: float) -> Evaluation:
         self.model.eval()
         result = evaluate(self.model, self.step)
         self.model.train()
-        result = {"step": self.step, "elapsed_s": elapsed, **result}
-        append_jsonl(self.run_dir.evals, {k: v for k, v in result.items() if k != "stop"})
+        result.step, result.elapsed_s = self.step, elapsed
+        append_jsonl(self.run_dir.evals, result.record())
         return result
 
 
@@ -377,10 +413,10 @@ class _Progress:
             self.bar.update(self.task, completed=elapsed if self.by_time else step, step=step,
                             loss=f"{loss:.4f}", tps=f"{tps:,.0f}")
 
-    def score(self, evaluation: dict) -> None:
+    def score(self, evaluation: Evaluation) -> None:
         """The latest evaluation's scores per group (a task's), or its validation loss."""
-        groups = evaluation.get("score", {}).get("per_group") if isinstance(evaluation.get("score"), dict) else None
+        groups = (evaluation.score or {}).get("per_group")
         if self.enabled and groups:
             self.bar.update(self.task, score=" ".join(f"{k} {v:.0%}" for k, v in groups.items()))
-        elif self.enabled and evaluation.get("val_loss") is not None:
-            self.bar.update(self.task, score=f"val loss {evaluation['val_loss']:.3f}")
+        elif self.enabled and evaluation.val_loss is not None:
+            self.bar.update(self.task, score=f"val loss {evaluation.val_loss:.3f}")

@@ -11,12 +11,16 @@ deployment path, for the parity probe), `block_size` (the longest context the mo
 
 Everything here turns user mistakes into a UserModelError (one line, exit 2): a factory that
 raises or returns the wrong thing, an unreadable tokenizer or text file, a tokenizer larger than
-the model's vocabulary, a model without recognisable quantized layers.
+the model's vocabulary, a model without recognisable quantized layers. The probes' Subject for such a
+model is built by `bitcheck.subjects.user_subject`.
 """
 from __future__ import annotations
 
+import importlib
 import math
+import os
 import re
+import sys
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,10 +29,10 @@ from typing import Any, Callable
 
 import torch
 
-from bitcheck.rundir import first_line
+from bitcheck.errors import UserError, first_line
 from bitcheck.tokenizer import EOS as SEPARATOR
-from probes import Subject, TokenizerAdapter
-from probes.core import logits_of, quant_layers
+from probes import TokenizerAdapter
+from probes.core import logits_of
 
 EXTRAS = ("tokenizer", "sampler", "generate", "incremental_logits", "fresh_model", "inference_model", "block_size")
 SEQ = 64  # tokens per row of the probe batches: the length the probe thresholds were measured on
@@ -44,7 +48,7 @@ TEXT_CHARS = 4000  # per reference text; the data probe reads at most this much 
 LEARNED_MARGIN = 0.2
 
 
-class UserModelError(ValueError):
+class UserModelError(UserError):
     """A user mistake about --model, --tokenizer, --text or --layers: one line, exit 2."""
 
 
@@ -195,59 +199,17 @@ def learned_gap(model: torch.nn.Module, batches, vocab: int) -> dict:
             "learned": loss < unigram - LEARNED_MARGIN}
 
 
-def user_subject(um: UserModel, device: str, tokenizer_path: str | None, text_path: str | None,
-                 layers: str | None) -> tuple[Subject, dict]:
-    """A Subject for the user's model, and the facts for the report (vocab sizes, learned or not)."""
-    model = um.model.to(device)
-    tok = load_tokenizer(tokenizer_path) if tokenizer_path else um.extras.get("tokenizer")
-    tok = TokenizerAdapter(tok) if tok is not None else None
-    vocab = model_vocab(model, device)
-    facts: dict[str, Any] = {"model_vocab": vocab, "params": sum(p.numel() for p in model.parameters())}
-    if layers is not None:
-        try:
-            re.compile(layers)
-        except re.error as e:
-            raise UserModelError(f"--layers {layers!r} is not a regular expression ({e})") from None
-    found = quant_layers(model, layers)
-    if not found:
-        raise UserModelError("no quantized layers found: bitcheck looks for modules whose class name contains "
-                             "'BitLinear'; name yours with --layers REGEX (over module names, e.g. 'proj|fc')")
-    facts["quantized_layers"] = len(found)
-    if tok is not None:
-        tv = tok.vocab_size
-        facts["tokenizer_vocab"] = tv
-        if tv is None:
-            raise UserModelError("the tokenizer does not say its vocabulary size (no vocab_size / get_vocab_size)")
-        if tv > vocab:
-            raise UserModelError(f"the tokenizer has {tv} tokens but the model outputs {vocab} logits: "
-                                 "this is not the model's tokenizer")
-    text = read_text(text_path) if text_path else None
-    if text is not None and tok is None:
-        raise UserModelError("--text needs a tokenizer: give --tokenizer PATH or return (model, tokenizer) "
-                             "from the factory")
-    block = int(um.extras.get("block_size", SEQ))
-    seq = min(SEQ, block)
-    batches = ([(x.to(device), y.to(device)) for x, y in text_batches(tok, text, seq, ROWS)] if text is not None
-               else [(x.to(device), y.to(device)) for x, y in random_batches(vocab, seq, ROWS)])
-    # reference text without document separators: a tokenizer may drop its special tokens on decode
-    plain = re.sub(r"\s*" + re.escape(SEPARATOR) + r"\s*", "\n\n", text).strip() if text is not None else None
-    texts = [plain[i * TEXT_CHARS:(i + 1) * TEXT_CHARS] for i in range(N_TEXTS)] if plain else None
-    texts = [t for t in texts if t] if texts else None
-    skip = {}
-    for name, extra in (("sampler", "sampler"), ("kv_cache_parity", "incremental_logits"),
-                        ("loss_at_init", "fresh_model"), ("inference_parity", "inference_model")):
-        if extra not in um.extras:
-            skip[name] = f"the factory gave no {extra!r}: return {{'model': ..., '{extra}': ...}} to check yours"
-    if text is None:
-        for name in ("repetition", "gibberish"):
-            skip[name] = "no sample text: give --text FILE (the model's training text) to judge its samples"
-    if text is not None:
-        facts.update(learned_gap(model, batches, vocab))
-    subject = Subject(
-        model=model, tokenizer=tok, batches=batches, texts=texts,
-        prompts=prompts_from(plain) if plain is not None else None, vocab_size=vocab,
-        fresh_model=um.extras.get("fresh_model"), sampler=um.extras.get("sampler"),
-        generate=um.extras.get("generate") or full_forward_generate(block),
-        incremental_logits=um.extras.get("incremental_logits"), layer_pattern=layers, skip=skip,
-        inference_model=um.extras.get("inference_model"), device=device)
-    return subject, facts
+def import_object(spec: str, what: str):
+    """'package.module:Name' -> the object; a bad spec, module or name is a usage error."""
+    if ":" not in spec or not all(spec.split(":", 1)):
+        raise UserModelError(f"{what} {spec!r} must look like module.path:Name")
+    module_name, attr = spec.split(":", 1)
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # the user's own code, run from their project
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as e:  # noqa: BLE001 - any import failure of user code is their error to read
+        raise UserModelError(f"cannot import {module_name!r} for {what}: {type(e).__name__}: {e}") from None
+    if not hasattr(module, attr):
+        raise UserModelError(f"module {module_name!r} has no attribute {attr!r}")
+    return getattr(module, attr)

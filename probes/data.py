@@ -48,7 +48,10 @@ def lost_char_share(tokenizer, texts: list[str], max_chars: int = 4000) -> float
     return lost / max(total, 1)
 
 
-@probe("data_decode", branch="data", needs=("tokenizer",))
+@probe("data_decode", branch="data", needs=("tokenizer",),
+       catches="lossy tokenizer, unshifted targets, ids out of range",
+       fails_when="lost chars > 0.1%, shifted share < 0.999, any id >= vocab, known-word share < 0.6",
+       measured="0 / 1.0 vs 0.076 (Whitespace BPE) / 0.031 (unshifted)")
 def data_decode(s: Subject):
     """Tokenizer round trip is exact on the sample text; the trainer's batch tensors decode to the
     source's words; targets are the inputs shifted by one; every id is in [0, vocab)."""

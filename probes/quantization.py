@@ -47,7 +47,10 @@ def ternary_stats(w_eff: torch.Tensor) -> dict:
             "plus": (w_eff > 0).sum().item() / n}
 
 
-@probe("ternary_distribution", branch="quantization", kind="static")
+@probe("ternary_distribution", branch="quantization", kind="static",
+       catches="collapse to zeros; a layer that is not ternary; code churn (WARN)",
+       fails_when="zero share > 0.9, any layer with > 1 nonzero magnitude",
+       measured="0.32-0.385 vs collapse 0.99998; 14/14 layers non-ternary with quantization skipped")
 def ternary_distribution(s: Subject):
     """Per layer: shares of -1/0/+1 in the effective weights and the scale. FAIL when a layer is not
     ternary (more than one nonzero magnitude) or has collapsed to nearly all zeros; during training
@@ -79,7 +82,10 @@ def ternary_distribution(s: Subject):
                  details={"layers": table, "flip_rates": flips}, values=values)
 
 
-@probe("quantization_applied", branch="quantization", kind="static")
+@probe("quantization_applied", branch="quantization", kind="static",
+       catches="full-precision training, 1/mean|W| scale, missing activation quant",
+       fails_when="relative error vs reference > 1e-3",
+       measured="3e-7 vs 6.5e-3 (no act quant), 1.13 (fp), 2093 (inverted scale)")
 def quantization_applied(s: Subject):
     """Each quantized layer's output equals the reference BitLinear (probes/reference.py) on the same
     input. Catches full-precision training, mean|W| vs 1/mean|W| scale mix-ups and missing

@@ -45,6 +45,9 @@ def format_problem(a: int, op: str, b: int) -> tuple[str, str]:
 
 class ArithmeticTask(Task):
     name = "arithmetic"
+    help = ("Train a tiny BitNet to do `25 + 17 = 42`, evaluate on held-out problems, give a verdict.\n\n"
+            "Stops as soon as + and - reach 90% exact-match on 500 held-out problems (PASS, exit 0).")
+    cli_options = {"ops": ("+-", "Operators to train on, from + - * / (/ is floor division).")}
 
     def __init__(self, ops: str | tuple[str, ...] = ("+", "-"), n_held_out: int = 500):
         self.ops = parse_ops(ops) if isinstance(ops, str) else tuple(ops)
@@ -62,6 +65,11 @@ class ArithmeticTask(Task):
                     self._held.append(item)
                     chosen += 1
         self._held_set = seen
+
+    def option_value(self, name: str) -> str:
+        if name == "ops":  # as a user writes it: "+-*/"
+            return "".join("/" if o == "//" else o for o in self.ops)
+        return super().option_value(name)
 
     def example_text(self, rng: random.Random) -> tuple[str, str]:
         while True:

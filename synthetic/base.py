@@ -85,6 +85,14 @@ class Task(ABC):
     eval_temperature: float = 0.0
     max_new_tokens: int = 8  # enough for the longest right completion
     answer_only: bool = True  # quick runs take the loss on the answers only, unless told otherwise
+    # What a trainer's command for this task does and when it passes (bitcheck's `quick-<task> --help`).
+    help: str = ""
+    # Constructor options a command line may set: name -> (default as text, help). Each becomes an
+    # option of the task's command; `option_value` gives the value a built task holds, as text.
+    cli_options: dict[str, tuple[str, str]] = {}
+
+    def option_value(self, name: str) -> str:
+        return str(getattr(self, name))
 
     @abstractmethod
     def example_text(self, rng: random.Random) -> tuple[str, str]:

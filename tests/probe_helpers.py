@@ -2,9 +2,9 @@
 import torch
 
 from bitcheck.config import ModelConfig
-from bitcheck.diagnostics import task_subject
+from bitcheck.subjects import task_subject
 from bitcheck.model import BitNet
-from bitcheck.quick import task_batches
+from bitcheck.tasks import task_batches
 from bitcheck.verdict import decide
 from probes import run_probes
 from synthetic.arithmetic import ArithmeticTask

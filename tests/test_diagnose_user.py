@@ -28,12 +28,12 @@ def files(tmp_path_factory):
     (d / "text.txt").write_text(stories_text(60, seed=1))
     torch.manual_seed(0)
     torch.save(UserLM(VOCAB).state_dict(), d / "init.pt")
-    # the user's own trainer: 400 AdamW steps on other generated stories (~6 s)
+    # the user's own trainer: 800 AdamW steps on other generated stories (~10 s)
     ids = torch.tensor(tok.encode(stories_text(600, seed=2)).ids)
     model = UserLM(VOCAB)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     g = torch.Generator().manual_seed(0)
-    for _ in range(400):
+    for _ in range(800):
         ix = torch.randint(0, len(ids) - 65, (16,), generator=g)
         x = torch.stack([ids[i:i + 64] for i in ix])
         y = torch.stack([ids[i + 1:i + 65] for i in ix])

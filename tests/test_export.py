@@ -9,8 +9,9 @@ from typer.testing import CliRunner
 
 from bitcheck.cli import app
 from bitcheck.config import ModelConfig
-from bitcheck.diagnostics import LogitsOnly
-from bitcheck.export import export, load_packed, pack_codes, packed_model, ternary, unpack_codes
+from bitcheck.subjects import LogitsOnly
+from bitcheck.export import export, load_packed
+from bitcheck.model import pack_codes, packed_model, ternary, unpack_codes
 from bitcheck.model import BitLinear, BitNet
 from probes import Subject, run_probes
 from tests.test_probes_tensors import pack_hf

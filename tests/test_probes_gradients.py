@@ -1,7 +1,7 @@
 """Gradient and optimizer probes: STE flow, overfit-one-batch, update ratio; both ways."""
 import torch
 
-from bitcheck.diagnostics import LogitsOnly, make_watchers
+from bitcheck.subjects import LogitsOnly, make_watchers
 from bitcheck.selftest import _no_ste, _patch_bitlinear, _train, bug_lr_blowup, Setup
 from probe_helpers import CFG, part, result, subject
 from synthetic.arithmetic import ArithmeticTask

@@ -1,7 +1,7 @@
 """Loss probes: init loss, causality; both ways."""
 import torch
 
-from bitcheck.diagnostics import LogitsOnly
+from bitcheck.subjects import LogitsOnly
 from bitcheck.model import Attention, BitNet
 from bitcheck.selftest import _leaky_attention
 from probe_helpers import CFG, part, result, subject

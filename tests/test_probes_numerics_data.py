@@ -2,7 +2,7 @@
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers, decoders
 
-from bitcheck.diagnostics import LogitsOnly
+from bitcheck.subjects import LogitsOnly
 from bitcheck.selftest import _no_eps, _patch_bitlinear
 from probe_helpers import part, result, subject
 from probes import TokenizerAdapter

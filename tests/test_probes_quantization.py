@@ -3,7 +3,7 @@ import copy
 
 import torch
 
-from bitcheck.diagnostics import LogitsOnly
+from bitcheck.subjects import LogitsOnly
 from bitcheck.model import BitLinear, ternary_codes
 from bitcheck.selftest import _inverted_scale, _no_quant, _patch_bitlinear
 from probe_helpers import part, result, subject

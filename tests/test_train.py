@@ -7,8 +7,9 @@ import torch
 
 from bitcheck.config import TrainConfig
 from bitcheck.model import BitNet
-from bitcheck.quick import task_batches
-from bitcheck.rundir import RunDir, load_checkpoint
+from bitcheck.tasks import task_batches
+from bitcheck.checkpoint import read_payload as load_checkpoint
+from bitcheck.rundir import RunDir
 from bitcheck.train import Stall, Trainer, build_optimizer, schedule
 from synthetic.arithmetic import ArithmeticTask
 

@@ -1,0 +1,195 @@
+"""Subjects: what the independent probes are given to judge. One builder per kind of evidence:
+
+    task_subject(model, cfg, task, batches, seed, ...)   a BitNet trained on a synthetic task
+    stories_subject(model, cfg, tok, batches, text, ...)  a BitNet trained on stories
+    user_subject(user_model, device, tokenizer, text, ...)  the user's own model code (--model)
+    tensors_subject(state_dict)                            tensors only: no model code
+    parity_subject(model, inference_model, batches)        a model and its packed deployment twin
+
+The probes only ever see the model through `model(idx) -> logits` and the callables given here
+(the KV-cache protocol, our sampler, our generate): the yardsticks themselves live in `probes/`.
+"""
+from __future__ import annotations
+
+import random
+import re
+import zlib
+from typing import Any
+
+import torch
+
+from bitcheck.config import ModelConfig
+from bitcheck.model import BitNet, KVCache, packed_model, sample_next
+from bitcheck.tokenizer import EOS as SEPARATOR
+from bitcheck.user_model import (N_TEXTS, ROWS, SEQ, TEXT_CHARS, UserModel, UserModelError, full_forward_generate,
+                                 learned_gap, load_tokenizer, model_vocab, prompts_from, random_batches, read_text,
+                                 text_batches)
+from probes import Subject, TokenizerAdapter, run_probes
+from probes.core import quant_layers
+from probes.gradients import UpdateWatch
+from probes.quantization import FlipWatch
+
+
+class LogitsOnly(torch.nn.Module):
+    """Presents BitNet as `model(idx) -> logits`, the interface probes expect of any model."""
+
+    def __init__(self, model: BitNet):
+        super().__init__()
+        self.inner = model
+
+    def forward(self, idx):
+        return self.inner(idx)[0]
+
+
+def incremental_logits(model: LogitsOnly, idx: torch.Tensor) -> torch.Tensor:
+    """Logits of idx (B, T) decoded one token at a time through our KV cache."""
+    inner = model.inner
+    cache = KVCache(inner.config.n_layer)
+    return torch.cat([inner(idx[:, t:t + 1], cache=cache)[0] for t in range(idx.shape[1])], dim=1)
+
+
+def sample_generator(bos_id: int):
+    """generate(model, idx, n): free-running samples at temperature 1, prefixed with the tokenizer's
+    <bos> as in training; seeded by the prompt, so a prompt always gets the same sample and different
+    prompts get independent ones."""
+    def generate(model: LogitsOnly, idx: torch.Tensor, n: int) -> torch.Tensor:
+        bos = torch.full((idx.shape[0], 1), bos_id, dtype=idx.dtype, device=idx.device)
+        seed = zlib.crc32(str(idx.tolist()).encode())
+        out = model.inner.generate(torch.cat([bos, idx], dim=1), n, temperature=1.0, seed=seed)
+        return out[:, 1:]
+    return generate
+
+
+def sampler(logits: torch.Tensor, temperature: float, top_k: int | None, generator) -> torch.Tensor:
+    """The probes' sampler protocol over our sample_next."""
+    return sample_next(logits, temperature, top_k, None, generator)
+
+
+def make_watchers(every_flip: int = 100, every_update: int = 50) -> list:
+    return [FlipWatch(every_flip), UpdateWatch(every_update)]
+
+
+def training_history(watchers=(), optimizer=None) -> dict:
+    """Subject.history from the training watchers and the optimizer (for the training-time probes)."""
+    history = {}
+    for w in watchers:
+        if isinstance(w, FlipWatch):
+            history["flip_rates"] = w.records
+        if isinstance(w, UpdateWatch):
+            history["update_ratios"] = w.records
+    if optimizer is not None:
+        history["optimizer"] = optimizer
+    return history
+
+
+ANSWER_ONLY_SKIP = ("trained with loss on answers only: free-running text is not what the model learned "
+                    "(the sampler and KV-cache probes still check generation)")
+
+
+def task_subject(model: BitNet, cfg: ModelConfig, task, batches, seed: int, watchers=(), optimizer=None,
+                 n_batches: int = 2, answer_only: bool = False) -> Subject:
+    """A Subject for one of our models trained on a synthetic task: the exact batches the trainer feeds
+    (steps 0..n-1), reference text from the task's generator, prompts, and the training history.
+    A model trained on answers only never learned to write prompts, so the sample-text probes SKIP."""
+    rng = random.Random(f"probe-reference:{seed}")
+    texts = ["".join("".join(task.example_text(rng)) for _ in range(200)) for _ in range(3)]
+    prompts = ["".join(task.example_text(rng)) for _ in range(6)]
+    history = training_history(watchers, optimizer)
+    device = next(model.parameters()).device
+    return Subject(
+        model=LogitsOnly(model), tokenizer=task.tokenizer, batches=[batches(i, 0) for i in range(n_batches)],
+        texts=texts, prompts=prompts, vocab_size=cfg.vocab_size,
+        fresh_model=lambda: LogitsOnly(BitNet(cfg)), sampler=sampler, generate=sample_generator(task.tokenizer.bos_id),
+        incremental_logits=incremental_logits, history=history, device=str(device),
+        inference_model=LogitsOnly(packed_model(model)),  # the deployment path, for the parity probe
+        skip={"repetition": ANSWER_ONLY_SKIP, "gibberish": ANSWER_ONLY_SKIP} if answer_only else {})
+
+
+STORY_PROMPTS = ("Once upon a time", "There was a little", "One day a boy")  # the seed design's
+
+
+def stories_subject(model: BitNet, cfg: ModelConfig, tok, batches: list, text: str, watchers=(),
+                    optimizer=None) -> Subject:
+    """A Subject for a story model: the exact batches fed, validation stories as reference text."""
+    plain = text.replace(SEPARATOR, "\n")
+    n = max(1, len(plain) // 3)
+    eos = tok.token_to_id(SEPARATOR)
+    return Subject(
+        model=LogitsOnly(model), tokenizer=TokenizerAdapter(tok), batches=batches,
+        texts=[plain[i * n:(i + 1) * n] for i in range(3)], prompts=list(STORY_PROMPTS), vocab_size=cfg.vocab_size,
+        fresh_model=lambda: LogitsOnly(BitNet(cfg)), sampler=sampler, generate=sample_generator(eos),
+        incremental_logits=incremental_logits, history=training_history(watchers, optimizer),
+        device=str(next(model.parameters()).device),
+        inference_model=LogitsOnly(packed_model(model)))
+
+
+def tensors_subject(state_dict: dict[str, torch.Tensor]) -> Subject:
+    """Tensors without model code: only the probes of kind "tensors" can run."""
+    return Subject(model=None, tensors=state_dict)
+
+
+def parity_subject(model: BitNet, inference_model: BitNet, batches: list) -> Subject:
+    """A model and its deployment twin, for the parity probe alone (bitcheck export)."""
+    return Subject(model=LogitsOnly(model), inference_model=LogitsOnly(inference_model), batches=batches)
+
+
+def user_subject(um: UserModel, device: str, tokenizer_path: str | None, text_path: str | None,
+                 layers: str | None) -> tuple[Subject, dict]:
+    """A Subject for the user's model, and the facts for the report (vocab sizes, learned or not)."""
+    model = um.model.to(device)
+    tok = load_tokenizer(tokenizer_path) if tokenizer_path else um.extras.get("tokenizer")
+    tok = TokenizerAdapter(tok) if tok is not None else None
+    vocab = model_vocab(model, device)
+    facts: dict[str, Any] = {"model_vocab": vocab, "params": sum(p.numel() for p in model.parameters())}
+    if layers is not None:
+        try:
+            re.compile(layers)
+        except re.error as e:
+            raise UserModelError(f"--layers {layers!r} is not a regular expression ({e})") from None
+    found = quant_layers(model, layers)
+    if not found:
+        raise UserModelError("no quantized layers found: bitcheck looks for modules whose class name contains "
+                             "'BitLinear'; name yours with --layers REGEX (over module names, e.g. 'proj|fc')")
+    facts["quantized_layers"] = len(found)
+    if tok is not None:
+        tv = tok.vocab_size
+        facts["tokenizer_vocab"] = tv
+        if tv is None:
+            raise UserModelError("the tokenizer does not say its vocabulary size (no vocab_size / get_vocab_size)")
+        if tv > vocab:
+            raise UserModelError(f"the tokenizer has {tv} tokens but the model outputs {vocab} logits: "
+                                 "this is not the model's tokenizer")
+    text = read_text(text_path) if text_path else None
+    if text is not None and tok is None:
+        raise UserModelError("--text needs a tokenizer: give --tokenizer PATH or return (model, tokenizer) "
+                             "from the factory")
+    block = int(um.extras.get("block_size", SEQ))
+    seq = min(SEQ, block)
+    batches = ([(x.to(device), y.to(device)) for x, y in text_batches(tok, text, seq, ROWS)] if text is not None
+               else [(x.to(device), y.to(device)) for x, y in random_batches(vocab, seq, ROWS)])
+    # reference text without document separators: a tokenizer may drop its special tokens on decode
+    plain = re.sub(r"\s*" + re.escape(SEPARATOR) + r"\s*", "\n\n", text).strip() if text is not None else None
+    texts = [plain[i * TEXT_CHARS:(i + 1) * TEXT_CHARS] for i in range(N_TEXTS)] if plain else None
+    texts = [t for t in texts if t] if texts else None
+    skip = {}
+    for name, extra in (("sampler", "sampler"), ("kv_cache_parity", "incremental_logits"),
+                        ("loss_at_init", "fresh_model"), ("inference_parity", "inference_model")):
+        if extra not in um.extras:
+            skip[name] = f"the factory gave no {extra!r}: return {{'model': ..., '{extra}': ...}} to check yours"
+    if text is None:
+        for name in ("repetition", "gibberish"):
+            skip[name] = "no sample text: give --text FILE (the model's training text) to judge its samples"
+    if text is not None:
+        facts.update(learned_gap(model, batches, vocab))
+    subject = Subject(
+        model=model, tokenizer=tok, batches=batches, texts=texts,
+        prompts=prompts_from(plain) if plain is not None else None, vocab_size=vocab,
+        fresh_model=um.extras.get("fresh_model"), sampler=um.extras.get("sampler"),
+        generate=um.extras.get("generate") or full_forward_generate(block),
+        incremental_logits=um.extras.get("incremental_logits"), layer_pattern=layers, skip=skip,
+        inference_model=um.extras.get("inference_model"), device=device)
+    return subject, facts
+
+
+def probe_results(subject: Subject, kinds: tuple[str, ...] | None = None) -> list[dict]:
+    return [r.to_dict() for r in run_probes(subject, kinds=kinds)]

@@ -1,0 +1,52 @@
+"""The one judge (bitcheck/assess.py) and the typed tree: exit codes, the interrupt rule, and the
+policies that replaced the verdict edits commands used to make after the tree."""
+import torch
+
+from bitcheck.assess import Report, assess
+from bitcheck.config import ModelConfig
+from bitcheck.model import BitNet
+from bitcheck.subjects import LogitsOnly
+from bitcheck.verdict import QUICK, STORIES, TENSORS, Category, Evidence, Verdict, judge
+from probes import Subject
+
+HEALTHY = [{"name": "quantization_applied", "status": "PASS", "branch": "quantization", "value": 1e-7}]
+
+
+def _verdict(status, category=Category.OK):
+    return Verdict(status, category, None, "d", [], [])
+
+
+def test_exit_codes():
+    """0 for PASS, 1 for FAIL, 130 for a run interrupted before it passed."""
+    assert Report("x", _verdict("PASS"), {}, [], None).exit_code == 0
+    assert Report("x", _verdict("FAIL", Category.BUG), {}, [], None).exit_code == 1
+    assert Report("x", _verdict("FAIL", Category.INTERRUPTED), {}, [], None, stopped="interrupted").exit_code == 130
+    d = Report("quick-arith", _verdict("PASS"), {"a": 1}, HEALTHY, "runs/x").to_dict()
+    assert list(d) == ["command", "verdict", "metrics", "probes", "run_dir"] and d["verdict"]["category"] == "INFRASTRUCTURE OK"
+
+
+def test_interrupt_runs_only_static_probes():
+    """After Ctrl-C only the weight-level probes run (the report is written promptly); otherwise all."""
+    cfg = ModelConfig(vocab_size=21, n_embd=32, n_layer=1, n_head=4, n_kv_head=2, ffn_hidden=64, block_size=32)
+    torch.manual_seed(0)
+    x = torch.randint(0, 21, (2, 16))
+    subject = Subject(model=LogitsOnly(BitNet(cfg)), batches=[(x, x)])
+    after_ctrl_c = assess("quick-arith", subject, Evidence(stopped="interrupted", steps=5), {})
+    ran = {p["name"] for p in after_ctrl_c.probes if p["status"] != "SKIP"}
+    assert ran and ran <= {"ternary_distribution", "quantization_applied", "inference_parity"}
+    assert after_ctrl_c.verdict.category == Category.INTERRUPTED and after_ctrl_c.exit_code == 130
+    full = assess("quick-arith", subject, Evidence(steps=5), {})
+    assert {"causal_leak", "nonfinite"} <= {p["name"] for p in full.probes if p["status"] != "SKIP"}
+
+
+def test_policies_say_what_a_kind_of_run_needs():
+    """Tensors without code end TENSORS OK; a stories run's OK quotes its bits per byte and the bar;
+    a user model that has not learned its text is UNDERTRAINED for that reason."""
+    v = judge(HEALTHY, Evidence(), TENSORS)
+    assert v.category == Category.TENSORS_OK and "quantization_applied" in v.diagnosis
+    v = judge(HEALTHY, Evidence(task_passed=True, val_bpb=1.234), STORIES)
+    assert v.category == Category.OK and "1.234 bits per byte (bar 1.5)" in v.diagnosis
+    assert v.next_steps[0].startswith("Train longer or a larger preset")
+    gap = {"text_loss": 5.7, "unigram_entropy": 4.2, "ln_vocab": 5.77, "learned": False}
+    v = judge(HEALTHY, Evidence(task_passed=False, text_gap=gap), QUICK)
+    assert v.category == Category.UNDERTRAINED and "has not learned the text: loss 5.700 vs 4.200" in v.diagnosis
