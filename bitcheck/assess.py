@@ -39,11 +39,13 @@ class Report:
         return 130 if self.stopped == "interrupted" else 1
 
 
-def assess(command: str, subject: Subject, evidence: Evidence, metrics: dict, policy: Policy = QUICK,
-           run_dir: str | None = None) -> Report:
+def assess(command: str, subject: Subject | None, evidence: Evidence, metrics: dict, policy: Policy = QUICK,
+           run_dir: str | None = None, probes: list[dict] | None = None) -> Report:
     """Run the probes on `subject` and the tree on their results with `evidence`; `run_dir` is the
-    report's run directory (None for a file diagnosed outside one)."""
-    probes = probe_results(subject, kinds=("static",) if evidence.stopped == "interrupted" else None)
+    report's run directory (None for a file diagnosed outside one). `probes`: results already run on
+    this subject (a second judgement with more evidence, e.g. a bisection, does not probe again)."""
+    if probes is None:
+        probes = probe_results(subject, kinds=("static",) if evidence.stopped == "interrupted" else None)
     return Report(command, judge(probes, evidence, policy), metrics, probes, run_dir, evidence.stopped)
 
 

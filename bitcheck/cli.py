@@ -40,6 +40,17 @@ CompileOpt = Annotated[Optional[bool], typer.Option("--compile/--no-compile", he
                                                     "forward. Default: on for CPU (1.7x faster after ~35 s).")]
 OutOpt = Annotated[str, typer.Option(help="Folder that receives the run directory.")]
 ResumeOpt = Annotated[Optional[str], typer.Option(help="Continue the run in this run directory.")]
+ModelOpt = Annotated[Optional[str], typer.Option(
+    "--model", help="Train YOUR model: an adapter module (build(spec), and optionally optimizer(model, recipe), "
+                    "sampler, incremental_logits, inference_model, generate) or module:build. Imported from the "
+                    "current folder (README, Validate your own training code).")]
+BisectOpt = Annotated[bool, typer.Option("--bisect/--no-bisect", help="When YOUR model (--model) does not learn and "
+                                         "no probe names a part, retrain with bitcheck's BitLinear, then its optimizer, "
+                                         "swapped in one at a time, to find the cause.")]
+ReferenceOpt = Annotated[bool, typer.Option("--reference", help="With --model: also train bitcheck's BitNet of the "
+                                            "same shape under the same recipe in this run, for a side-by-side curve.")]
+LayersOpt = Annotated[Optional[str], typer.Option(
+    help="Regex over module names for your quantized layers, when their class name lacks 'BitLinear'.")]
 DataOpt = Annotated[str, typer.Option(
     help="Stories: a hub dataset name (needs the network once, then the datasets cache), a TinyStories .txt "
          "(stories separated by a line <|endoftext|>), a .jsonl with a 'text' field, a .parquet, a folder from "
@@ -103,6 +114,8 @@ QUICK_TAIL = ("\n\nA run trains on while the held-out score or validation loss s
 QUICK_OPTIONS = {"preset": (PresetOpt, None), "minutes": (MinutesOpt, None), "steps": (StepsOpt, None),
                  "seed": (SeedOpt, 0), "device": (DeviceOpt, "auto"), "precision": (PrecisionOpt, None),
                  "compile": (CompileOpt, None), "out": (OutOpt, "runs"), "resume": (ResumeOpt, None),
+                 "model": (ModelOpt, None), "layers": (LayersOpt, None), "bisect": (BisectOpt, True),
+                 "reference": (ReferenceOpt, False),
                  "json_out": (JsonOpt, False)}
 
 

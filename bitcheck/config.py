@@ -93,6 +93,7 @@ def preset_config(name: str, vocab_size: int | None = None, **overrides) -> Mode
 @dataclass
 class TrainConfig:
     steps: int = 2000  # schedule horizon; the run may stop earlier (time budget, early PASS)
+    max_steps: int | None = None  # a step limit below the horizon (None: the horizon is the limit)
     max_minutes: float | None = None  # wall-clock budget; None = no limit
     batch_size: int = 64
     seq_len: int = 64
@@ -128,6 +129,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.steps <= 0:
             raise ConfigError(f"steps must be positive, got {self.steps}")
+        if self.max_steps is not None and self.max_steps <= 0:
+            raise ConfigError(f"max_steps must be positive, got {self.max_steps}")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ConfigError(f"minutes must be positive, got {self.max_minutes}")
         if self.schedule not in ("two_stage", "cosine"):

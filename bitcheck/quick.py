@@ -17,15 +17,22 @@ from dataclasses import dataclass, field
 import torch
 
 from bitcheck import checkpoint as ckpts
+from bitcheck.adapter import Adapter, ModelSpec, Recipe, build_user_model, load_adapter, user_optimizer
 from bitcheck.assess import assess
+from bitcheck.bisect import bisect, reference_run
 from bitcheck.config import PRESETS, ConfigError, ModelConfig, TrainConfig, preset_config
 from bitcheck.model import BitNet
 from bitcheck.report import write_report
 from bitcheck.rundir import RunDir, RunDirError, append_jsonl, atomic_write_text
-from bitcheck.subjects import make_watchers, task_subject
-from bitcheck.tasks import TASKS, build_task, make_evaluator, task_batches, task_options, validation_batch
+from bitcheck.session import USER_HORIZON
+from bitcheck.subjects import make_watchers, own_model_subject, task_subject, training_history
+from bitcheck.user_model import UserModelError
+from probes.core import quant_layers
+from probes.optimizer import OptimizerWatch
+from bitcheck.tasks import (CYCLE, NO_STEP_LIMIT, REFERENCE_SCHEDULE, STALL_EVALS, TASKS, build_task, make_evaluator,
+                            task_batches, task_options, validation_batch)
 from bitcheck.train import Stop, Trainer, resolve_device
-from bitcheck.verdict import QUICK, Evidence
+from bitcheck.verdict import QUICK, Category, Evidence
 
 
 @dataclass
@@ -43,6 +50,10 @@ class QuickOptions:
     eval_every: int | None = None
     progress: bool = True
     options: dict = field(default_factory=dict)  # the task's command-line options (Task.cli_options)
+    model: str | None = None  # the user's adapter (bitcheck/adapter.py): "module" or "module:build"
+    layers: str | None = None  # regex over module names of the user's quantized layers
+    bisect: bool = True  # a user's model that did not learn, with no probe naming a part: swap and retrain
+    reference: bool = False  # also train bitcheck's BitNet of the same shape in this run (side by side)
     overrides: dict = field(default_factory=dict)  # TrainConfig fields, for tests and experiments
     model_overrides: dict = field(default_factory=dict)  # ModelConfig fields, for experiments
 
@@ -55,10 +66,8 @@ class QuickOptions:
 
 # Every quick run uses the tiny preset on CPU and 5m on CUDA, fp32 compiled on CPU and bf16 on CUDA,
 # and decides its own length (README, "Choosing the quick-run recipes"): cosine cycles of CYCLE steps
-# with warm restarts, stopping at PASS, after STALL_EVALS evaluations without gain, or at the budget.
-CYCLE = 1500  # arithmetic seeds 3/4 passed at 1200/1300 steps of a 1500 cosine, 1900/1800 at constant LR
-STALL_EVALS = 15  # one cycle: a restart first lowers the score, a cycle later it must have gained
-NO_STEP_LIMIT = 1_000_000  # the time budget binds first
+# with warm restarts, stopping at PASS, after STALL_EVALS evaluations without gain, or at the budget
+# (the constants live in bitcheck/tasks.py, shared with sessions and bisection).
 MINUTES = 15.0
 
 
@@ -78,14 +87,16 @@ def default_recipe(device: torch.device, task: str = "arith") -> dict:
 
 
 def _setup(opts: QuickOptions, resume: str | None):
-    """Configs, run directory, task and checkpoint (None) for a new run, or those of the run resumed."""
+    """Configs, task and checkpoint (None) for a new run, or those and the run directory of the run resumed."""
     if resume:
         run = RunDir.existing(resume)
         ckpt = ckpts.load(run.latest_checkpoint(), resumable=True)
         if ckpt.task.get("name") != opts.task:
             raise RunDirError(f"{resume} is a {ckpt.task.get('name', 'unknown')!r} run, not {opts.task!r}")
         tcfg = ckpt.train_config
-        if opts.steps is not None:
+        if opts.steps is not None and tcfg.max_steps is not None:
+            tcfg.max_steps = opts.steps  # a new step limit below the horizon
+        elif opts.steps is not None:
             tcfg.steps = opts.steps  # a new step limit (or horizon, for a one-cycle schedule)
         if opts.minutes is not None:
             tcfg.max_minutes = opts.minutes
@@ -103,26 +114,48 @@ def _setup(opts: QuickOptions, resume: str | None):
     for key in ("precision", "compile", "eval_every"):
         if getattr(opts, key) is not None:
             tdict[key] = getattr(opts, key)
+    if opts.model:  # a user's model: eager unless asked (compile may not take their code)
+        tdict["compile"] = bool(opts.compile)
     tdict.update(opts.overrides)
     answer_only = tdict.pop("answer_only", task.answer_only)
     tcfg = TrainConfig(**tdict)
     if tcfg.seq_len > mcfg.block_size:
         raise ConfigError(f"seq_len {tcfg.seq_len} exceeds the preset's context of {mcfg.block_size}")
-    run = RunDir.create(opts.out, f"{task.name}-s{opts.seed}")
-    return run, mcfg, tcfg, task, answer_only, None
+    return None, mcfg, tcfg, task, answer_only, None  # the run directory is made once the model is built
 
 
 def run_quick(opts: QuickOptions, resume: str | None = None, command: str | None = None) -> tuple[dict, int]:
     """Train, evaluate, write the run directory and report. Returns (report, exit code)."""
     command = command or f"quick-{opts.task}"
     run, mcfg, tcfg, task, answer_only, ckpt = _setup(opts, resume)
+    adapter_spec = ckpt.task.get("model") if ckpt is not None else opts.model
+    adapter = load_adapter(adapter_spec) if adapter_spec else None
+    layers = ckpt.task.get("layers") if ckpt is not None else opts.layers
+    if adapter is not None and adapter.optimizer is not None and ckpt is None:
+        # the user's schedule needs a horizon: the recipe's two-stage schedule over USER_HORIZON steps;
+        # --steps stays a limit below it
+        limit = min(opts.steps, USER_HORIZON) if opts.steps is not None else None
+        tcfg.schedule, tcfg.cycle_steps, tcfg.steps, tcfg.max_steps = "two_stage", 0, USER_HORIZON, limit
     torch.manual_seed(tcfg.seed)
-    model = BitNet(mcfg)
-    task_meta = {"name": opts.task, **task_options(task), "answer_only": answer_only}
+    optimizer = user_schedule = None
+    if adapter is None:
+        model = BitNet(mcfg)
+    else:
+        model = build_user_model(adapter, mcfg, tcfg.seq_len, str(resolve_device(tcfg.device)))
+        if not quant_layers(model.net, layers):
+            raise UserModelError("no quantized layers found in your model: bitcheck looks for modules whose class "
+                                 "name contains 'BitLinear'; name yours with --layers REGEX (over module names)")
+        if adapter.optimizer is not None:
+            optimizer, user_schedule = user_optimizer(adapter, model.net, Recipe.from_config(tcfg))
+    run = run or RunDir.create(opts.out, f"{task.name}-s{opts.seed}")
+    task_meta = {"name": opts.task, **task_options(task), "answer_only": answer_only,
+                 **({"model": adapter.source, "layers": layers} if adapter else {})}
     meta = {"model_config": mcfg, "tokenizer": task.tokenizer.to_json(), "task": task_meta}
     batches = task_batches(task, tcfg.seed, tcfg.batch_size, tcfg.seq_len, answer_only)
-    watchers = make_watchers()
-    trainer = Trainer(model, tcfg, batches, run, meta, progress=opts.progress, watchers=watchers)
+    watchers = make_watchers() if adapter is None else [*make_watchers(pattern=layers)] + \
+        ([OptimizerWatch(optimizer)] if optimizer is not None else [])
+    trainer = Trainer(model, tcfg, batches, run, meta, progress=opts.progress, watchers=watchers,
+                      optimizer=optimizer, user_schedule=user_schedule)
     if ckpt is not None:
         trainer.load_state(ckpt)
     atomic_write_text(run.config, json.dumps({"command": command, "model": mcfg.to_dict(),
@@ -145,13 +178,48 @@ def run_quick(opts: QuickOptions, resume: str | None = None, command: str | None
     if tcfg.stall_evals:  # a run that stops when it stalls knows whether it was still improving
         metrics["improving"] = result.stopped != Stop.STALLED
         metrics["stall"] = trainer.stall.describe(tcfg)
-    subject = task_subject(model, mcfg, task, batches, tcfg.seed, watchers, trainer.optimizer,
-                           answer_only=answer_only)
+    if adapter is None:
+        subject = task_subject(model, mcfg, task, batches, tcfg.seed, watchers, trainer.optimizer,
+                               answer_only=answer_only)
+    else:
+        metrics["reference"] = TASKS[opts.task].reference
+        if opts.reference:
+            metrics["curve"] = [{"step": e["step"], **e["score"]["per_group"]} for e in run.read_jsonl(run.evals)
+                                if "score" in e]
+            ref = metrics["reference_run"] = reference_run(mcfg, tcfg, task, answer_only, run, opts.progress)
+            metrics["reference"] = (f"bitcheck's BitNet of the same shape, trained in this run under the same recipe, "
+                                    f"{'passed at' if ref['passed'] else 'did not pass in'} {ref['steps']} steps")
+        subject = _own_subject(adapter, model, mcfg, task, batches, tcfg, watchers, trainer, scalars, layers,
+                               answer_only)
     passed = bool(result.last_eval and result.last_eval.passed)
     evidence = Evidence.from_metrics(metrics, scalars, passed, str(run.path))
     report = assess(command, subject, evidence, metrics, QUICK, run_dir=str(run.path))
+    if (adapter is not None and opts.bisect and result.stopped != Stop.INTERRUPTED
+            and report.verdict.category in (Category.UNDERTRAINED, Category.TOO_SMALL)):
+        metrics["bisection"] = bisect(adapter, mcfg, tcfg, task, answer_only, layers, run,
+                                      REFERENCE_SCHEDULE, opts.progress)
+        evidence = Evidence.from_metrics(metrics, scalars, passed, str(run.path))
+        report = assess(command, subject, evidence, metrics, QUICK, run_dir=str(run.path), probes=report.probes)
     write_report(run, report.to_dict())
     return report.to_dict(), report.exit_code
+
+
+def _own_subject(adapter: Adapter, model, mcfg: ModelConfig, task, batches, tcfg: TrainConfig, watchers, trainer,
+                 scalars: list[dict], layers: str | None, answer_only: bool):
+    """The probes' Subject for the user's model: their hooks, and when their optimizer and schedule ran,
+    the LR and weight decay they applied next to what the recipe intends."""
+    history = training_history(watchers, trainer.optimizer)
+    if not trainer.own_optimizer:
+        recipe = Recipe.from_config(tcfg)
+        applied = [{"step": r["step"], "lr": r["lr"], "weight_decay": r["weight_decay"]} for r in scalars if "lr" in r]
+        history.update(schedule=applied, warmup_steps=recipe.warmup_steps,
+                       intended=[{"step": r["step"], **dict(zip(("lr", "weight_decay"), recipe.intended(r["step"] - 1)))}
+                                 for r in applied],
+                       group_decay=next((w.records for w in watchers if isinstance(w, OptimizerWatch)), None))
+    spec = ModelSpec.from_config(mcfg)
+    hooks = {h: getattr(adapter, h) for h in ("sampler", "incremental_logits", "inference_model", "generate")}
+    return own_model_subject(model.net, task, batches, tcfg.seed, hooks, lambda: adapter.build(spec), history,
+                             layers, answer_only, mcfg.block_size)
 
 
 def _preset_name(cfg: ModelConfig) -> str:

@@ -22,7 +22,7 @@ STATUS_STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "red", "ERROR": "red"
 SUMMARY_METRICS = ("preset", "params", "steps", "stopped", "elapsed_s", "tokens_per_s", "loss_at_init",
                    "ln_vocab", "final_loss", "accuracy", "val_loss", "val_bpb", "learned", "text_loss",
                    "unigram_entropy")
-NOT_IN_TABLES = ("failures", "samples")  # rendered as their own sections
+NOT_IN_TABLES = ("failures", "samples", "curve", "reference_run", "bisection")  # own sections, plots, evidence
 
 
 def clean(obj):
@@ -184,6 +184,38 @@ def probe_figures(report: dict) -> list[tuple[str, object]]:
         ax.set_title("ternary flip rate between snapshots")
         fig.tight_layout()
         figs.append(("Flip rate over training", fig))
+    schedule = _probe(report, "schedule_shape").get("details", {})
+    if schedule.get("applied"):
+        fig, ax = plt.subplots(figsize=(7, 3))
+        ax2 = ax.twinx()
+        for rows, style, who in ((schedule["intended"], "--", "intended"), (schedule["applied"], "-", "applied")):
+            ax.plot([r["step"] for r in rows], [r["lr"] for r in rows], style, color="#48c", label=f"LR {who}")
+            ax2.plot([r["step"] for r in rows], [r["weight_decay"] for r in rows], style, color="#c84",
+                     label=f"weight decay {who}")
+        ax.set_xlabel("step")
+        ax.set_ylabel("learning rate")
+        ax2.set_ylabel("weight decay")
+        ax.legend(loc="upper right", fontsize=7)
+        ax2.legend(loc="lower left", fontsize=7)
+        ax.set_title("your schedule: applied vs the recipe's intended shape")
+        fig.tight_layout()
+        figs.append(("Learning rate and weight decay, applied vs intended", fig))
+    ref = report.get("metrics", {}).get("reference_run")
+    if ref and ref.get("curve"):
+        fig, ax = plt.subplots(figsize=(7, 3))
+        mine = report.get("metrics", {}).get("curve") or []
+        for rows, style, who in ((ref["curve"], "--", "bitcheck's BitNet"), (mine, "-", "yours")):
+            groups = sorted({k for r in rows for k in r if k != "step"})
+            for g in groups:
+                ax.plot([r["step"] for r in rows], [r.get(g, 0.0) for r in rows], style, marker=".",
+                        label=f"{who}: {g}")
+        ax.set_xlabel("step")
+        ax.set_ylabel("held-out score")
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=7)
+        ax.set_title("your model vs bitcheck's BitNet of the same shape, same recipe")
+        fig.tight_layout()
+        figs.append(("Held-out score: yours vs the reference", fig))
     return figs
 
 

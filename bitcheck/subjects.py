@@ -65,8 +65,8 @@ def sampler(logits: torch.Tensor, temperature: float, top_k: int | None, generat
     return sample_next(logits, temperature, top_k, None, generator)
 
 
-def make_watchers(every_flip: int = 100, every_update: int = 50) -> list:
-    return [FlipWatch(every_flip), UpdateWatch(every_update)]
+def make_watchers(every_flip: int = 100, every_update: int = 50, pattern: str | None = None) -> list:
+    return [FlipWatch(every_flip, pattern), UpdateWatch(every_update, pattern)]
 
 
 def training_history(watchers=(), optimizer=None) -> dict:
@@ -121,6 +121,40 @@ def stories_subject(model: BitNet, cfg: ModelConfig, tok, batches: list, text: s
         incremental_logits=incremental_logits, history=training_history(watchers, optimizer),
         device=str(next(model.parameters()).device),
         inference_model=LogitsOnly(packed_model(model)))
+
+
+def own_model_subject(model: torch.nn.Module, task, batches, seed: int, hooks: dict, fresh_model=None,
+                      history: dict | None = None, layers: str | None = None, answer_only: bool = False,
+                      block_size: int = 128) -> Subject:
+    """A Subject for the user's own model trained on one of our tasks (bitcheck quick-<task> --model, or
+    their own loop through bitcheck.session): the task's batches, texts and prompts as task_subject,
+    the user's hooks (sampler, incremental_logits, inference_model, generate) where given; a probe
+    whose hook is missing SKIPs saying which to add."""
+    rng = random.Random(f"probe-reference:{seed}")
+    texts = ["".join("".join(task.example_text(rng)) for _ in range(200)) for _ in range(3)]
+    prompts = ["".join(task.example_text(rng)) for _ in range(6)]
+    device = next(model.parameters()).device
+    skip = {"repetition": ANSWER_ONLY_SKIP, "gibberish": ANSWER_ONLY_SKIP} if answer_only else {}
+    for name, hook in (("sampler", "sampler"), ("kv_cache_parity", "incremental_logits"),
+                       ("inference_parity", "inference_model")):
+        if hooks.get(hook) is None:
+            skip[name] = f"the adapter has no {hook}(): define it to check yours"
+    generate = hooks.get("generate") or _bos_generate(full_forward_generate(block_size), task.tokenizer.bos_id)
+    inference = hooks.get("inference_model")
+    return Subject(
+        model=model, tokenizer=task.tokenizer, batches=[batches(i, 0) for i in range(2)], texts=texts,
+        prompts=prompts, vocab_size=task.tokenizer.vocab_size, fresh_model=fresh_model, sampler=hooks.get("sampler"),
+        generate=generate, incremental_logits=hooks.get("incremental_logits"), history=history or {},
+        layer_pattern=layers, skip=skip, device=str(device),
+        inference_model=inference(model) if inference is not None else None)
+
+
+def _bos_generate(generate, bos_id: int):
+    """generate(model, idx, n) with <bos> in front, as the task's training rows start."""
+    def gen(model, idx, n):
+        bos = torch.full((idx.shape[0], 1), bos_id, dtype=idx.dtype, device=idx.device)
+        return generate(model, torch.cat([bos, idx], dim=1), n)[:, 1:]
+    return gen
 
 
 def tensors_subject(state_dict: dict[str, torch.Tensor]) -> Subject:

@@ -32,7 +32,7 @@ from bitcheck.rundir import RunDir, RunDirError, append_jsonl, atomic_write_text
 from bitcheck.subjects import STORY_PROMPTS as PROMPTS
 from bitcheck.subjects import make_watchers, stories_subject
 from bitcheck.textdata import HUB_DEFAULT, SEPARATOR, TokenBatches, TokenCache, build_cache, open_source
-from bitcheck.train import Dist, Evaluation, Trainer, init_distributed, resolve_device
+from bitcheck.train import Dist, Evaluation, Trainer, close_distributed, init_distributed, resolve_device
 from bitcheck.verdict import MIN_POINTS, STORIES, Evidence
 
 SAMPLE_TOKENS = 160
@@ -192,6 +192,13 @@ def _configs(opts: StoriesOptions, tok, dist: Dist) -> tuple[ModelConfig, TrainC
 def run_stories(opts: StoriesOptions, resume: str | None = None) -> tuple[dict | None, int]:
     """Train, evaluate, sample, probe. Returns (report, exit code); (None, 0) on ranks other than 0."""
     dist, device = init_distributed(opts.device)
+    try:
+        return _run_stories(opts, resume, dist, device)
+    finally:
+        close_distributed()
+
+
+def _run_stories(opts: StoriesOptions, resume: str | None, dist: Dist, device: str) -> tuple[dict | None, int]:
     opts.device = device
     ckpt, run, given_tok = None, None, None
     if resume:

@@ -86,6 +86,8 @@ class Evidence:
     stall: str | None = None  # that run's description of its stall
     val_bpb: float | None = None  # validation bits per byte (stories)
     text_gap: dict | None = None  # a user model and its --text: text_loss, unigram_entropy, ln_vocab, learned
+    reference: str | None = None  # what bitcheck's own BitNet measured on this task (a user's model or loop)
+    bisection: list[dict] | None = None  # retrains with one component swapped for bitcheck's (bitcheck/bisect.py)
     run_dir: str = "RUN_DIR"  # where next steps point (--resume)
 
     @classmethod
@@ -96,7 +98,9 @@ class Evidence:
         return cls(task_passed=task_passed, accuracy=metrics.get("accuracy"), curve=list(curve),
                    steps=metrics.get("steps"), elapsed_s=metrics.get("elapsed_s"), stopped=metrics.get("stopped"),
                    improving=metrics.get("improving"), stall=metrics.get("stall"), val_bpb=metrics.get("val_bpb"),
-                   text_gap=gap if "learned" in gap else None, run_dir=run_dir or "RUN_DIR")
+                   text_gap=gap if "learned" in gap else None, reference=metrics.get("reference"),
+                   bisection=metrics.get("bisection"),
+                   run_dir=run_dir or "RUN_DIR")
 
 
 @dataclass(frozen=True)
@@ -143,7 +147,18 @@ def _evidence(probes: list[dict], names: set[str] | None = None, branches: set[s
 
 
 def judge(probes: list[dict], ev: Evidence, policy: Policy = QUICK) -> Verdict:
-    """The tree (module docstring) on probe result dicts and typed evidence."""
+    """The tree (module docstring) on probe result dicts and typed evidence. A run of the user's own
+    model or loop states bitcheck's own measurement on the task next to its steps."""
+    verdict = _tree(probes, ev, policy)
+    if ev.reference and verdict.category in (Category.OK, Category.UNDERTRAINED, Category.TOO_SMALL):
+        verdict.diagnosis += f" For comparison, {ev.reference}; this run: {ev.steps} steps."
+    if ev.bisection and verdict.category in (Category.UNDERTRAINED, Category.TOO_SMALL):
+        swapped = ", ".join(SWAP_WHAT[b["swap"]] for b in ev.bisection)
+        verdict.diagnosis += f" With bitcheck's {swapped} swapped in, one at a time, it did not learn either."
+    return verdict
+
+
+def _tree(probes: list[dict], ev: Evidence, policy: Policy) -> Verdict:
     failing = {p.get("branch") for p in probes if p["status"] in BAD}
     for branch, part in PARTS.items():
         if branch in failing:
@@ -168,6 +183,19 @@ def judge(probes: list[dict], ev: Evidence, policy: Policy = QUICK) -> Verdict:
                        [f"Continue with --resume {ev.run_dir}."])
     if ev.task_passed or ev.task_passed is None and not failing:
         return _ok(probes, ev, policy)
+    fixed = [b for b in ev.bisection or [] if b.get("passed")]
+    if fixed:  # no probe named a part, but one swap for bitcheck's component made the model learn
+        b = fixed[0]
+        part, what = SWAP_PARTS[b["swap"]], SWAP_WHAT[b["swap"]]
+        return Verdict("FAIL", Category.BUG, part,
+                       f"No probe named a part, but with bitcheck's {what} in place of yours the model learns the task "
+                       f"({b['steps']} steps): your {what} is the cause.",
+                       [{"probe": "bisection", "status": "FAIL", "value": b["steps"],
+                         "message": f"swap {b['swap']}: PASS ({b['run_dir']})"}]
+                       + [{"probe": "bisection", "status": "PASS", "value": o["steps"],
+                           "message": f"swap {o['swap']}: did not learn"} for o in ev.bisection if not o.get("passed")],
+                       [f"Compare your {what} with bitcheck's, line by line: bitcheck/model.py (BitLinear) and "
+                        "bitcheck/train.py (build_optimizer, schedule).", *NEXT_STEPS.get(part, [])])
     if ev.stopped == "stalled":
         return Verdict("FAIL", Category.TOO_SMALL, "capacity",
                        "Probes are healthy but training stopped improving without solving the task: "
@@ -208,6 +236,10 @@ def judge(probes: list[dict], ev: Evidence, policy: Policy = QUICK) -> Verdict:
                    list(TOO_SMALL_NEXT))
 
 
+# a bisection swap that makes the model learn names this part (bitcheck/bisect.py's swaps)
+SWAP_PARTS = {"bitlinear": "quantization", "optimizer": "optimizer", "loop": "training loop"}
+SWAP_WHAT = {"bitlinear": "BitLinear", "optimizer": "optimizer and schedule",
+             "loop": "training loop (with its optimizer and schedule)"}
 TOO_SMALL_NEXT = ("Use a larger preset or an easier task; confirm with the default quick-arith first.",
                   "If a larger model plateaus at the same loss, suspect the data instead.")
 

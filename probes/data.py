@@ -96,3 +96,62 @@ def data_decode(s: Subject):
     hint = ("Use a lossless tokenizer (byte-level BPE: ByteLevel pre-tokenizer and decoder), feed "
             "targets = inputs shifted by one, and check ids against the model's vocabulary.")
     return judge("data_decode", values, thresholds, msg, hint, "data", values=values)
+
+
+# Which token does the model predict at position t: x[t + k] for k = 0 (the input itself), 1 (the
+# next token: right), 2 or 3 (labels shifted twice or more in the training loop)? The teacher-forced
+# loss against each offset, on the batches' supervised positions. FAIL when another offset's loss is
+# below the next token's by more than OFFSET_MARGIN nats. An untrained model has no preference (all
+# ~ln V); a healthy trained one prefers k = 1 by nats.
+OFFSET_MARGIN = 0.5
+OFFSET_GAP = Threshold("offset_gain_nats", warn=None, fail=OFFSET_MARGIN,
+                       source="untrained: no offset preferred (gaps < 0.1); labels shifted twice: k=2 wins by nats")
+OFFSETS = (0, 1, 2, 3)
+
+
+def offset_losses(model, x, y) -> dict[int, float]:
+    """Mean cross-entropy of the logits at t against x[t + k], for each offset k, over the positions
+    whose own target for that offset is supervised (y != -1 at t + k - 1)."""
+    import torch
+    import torch.nn.functional as F
+
+    from probes.core import logits_of
+    with torch.no_grad():
+        logits = logits_of(model, x).float()  # (B, T, V)
+    T, V = x.shape[1], logits.shape[-1]
+    seq = torch.cat([x, y[:, -1:].clamp(min=0)], dim=1)  # (B, T + 1): the inputs and the last target
+    sup = torch.cat([torch.zeros_like(y[:, :1], dtype=torch.bool), y >= 0], dim=1)  # sup[:, j]: token j is a target
+    out = {}
+    for k in OFFSETS:
+        t = torch.arange(0, min(T, T + 1 - k), device=x.device)  # positions whose token t + k exists
+        keep = sup[:, t + k] & (seq[:, t + k] < V)  # (B, len(t)): a model trained on offset k saw these
+        if keep.sum() == 0:
+            continue
+        lg, tgt = logits[:, t][keep], seq[:, t + k][keep]
+        out[k] = F.cross_entropy(lg, tgt).item()
+    return out
+
+
+@probe("label_offset", branch="data", needs=("batches",),
+       catches="labels shifted twice (the model learned token t+2), or not shifted (it copies its input)",
+       fails_when="another offset's loss beats the next token's by > 0.5 nats",
+       measured="healthy trained: next token best by nats; untrained: gaps < 0.1; shifted twice: t+2 best")
+def label_offset(s: Subject):
+    """What the model learned to predict at position t: the teacher-forced loss against x[t + k] for
+    k = 0..3 on the batches' supervised positions; anything but k = 1 winning clearly is a label bug."""
+    x, y = s.batches[0]
+    x, y = x.to(s.device), y.to(s.device)
+    losses = offset_losses(s.model, x, y)
+    if 1 not in losses:
+        return judge("label_offset", None, [OFFSET_GAP], "no supervised positions in the batch", "", "data")
+    best = min(losses, key=losses.get)
+    gain = losses[1] - losses[best]
+    values = {"offset_gain_nats": gain, "best_offset": best, **{f"loss_t+{k}": v for k, v in losses.items()}}
+    message = (f"the model predicts token t+{best} (loss {losses[best]:.3f}) better than the next token "
+               f"(loss {losses[1]:.3f}): labels shifted {'not at all' if best == 0 else f'{best} times'}"
+               if best != 1 and gain > OFFSET_MARGIN else
+               f"the next token is what the model predicts best or nothing is preferred "
+               f"({', '.join(f't+{k} {v:.2f}' for k, v in losses.items())})")
+    return judge("label_offset", values, [OFFSET_GAP], message,
+                 "Shift the labels exactly once: targets[t] = ids[t + 1], either in the data or in the loss, "
+                 "not in both.", "data", values=values)

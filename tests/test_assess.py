@@ -50,3 +50,20 @@ def test_policies_say_what_a_kind_of_run_needs():
     gap = {"text_loss": 5.7, "unigram_entropy": 4.2, "ln_vocab": 5.77, "learned": False}
     v = judge(HEALTHY, Evidence(task_passed=False, text_gap=gap), QUICK)
     assert v.category == Category.UNDERTRAINED and "has not learned the text: loss 5.700 vs 4.200" in v.diagnosis
+
+
+def test_bisection_and_reference_in_the_tree():
+    """A swap that made the user's model learn names its part (only when no probe did); swaps that did not
+    help are said; a user's run quotes the reference measurement next to its own steps."""
+    swaps = [{"swap": "bitlinear", "passed": False, "steps": 900, "run_dir": "r/b"},
+             {"swap": "optimizer", "passed": True, "steps": 1300, "run_dir": "r/o"}]
+    ev = Evidence(task_passed=False, stopped="stalled", steps=900, bisection=swaps, reference="ours: 1300 steps")
+    v = judge(HEALTHY, ev)
+    assert (v.category, v.part) == (Category.BUG, "optimizer") and "your optimizer and schedule is the cause" in v.diagnosis
+    assert [e["message"] for e in v.evidence] == ["swap optimizer: PASS (r/o)", "swap bitlinear: did not learn"]
+    swaps[1]["passed"] = False
+    v = judge(HEALTHY, ev)
+    assert v.category == Category.TOO_SMALL and "did not learn either" in v.diagnosis and "ours: 1300 steps" in v.diagnosis
+    bug = HEALTHY + [{"name": "ste_gradient_flow", "status": "FAIL", "branch": "gradients", "value": 1.0}]
+    swaps[1]["passed"] = True
+    assert judge(bug, ev).part == "gradients/STE"  # a probe's finding comes first

@@ -119,7 +119,7 @@ def test_text_probes_on_a_trained_model(files):
     assert m["learned"] and m["text_loss"] < m["unigram_entropy"] - 1.0
     st = statuses(rep)
     assert st["data_decode"] == st["repetition"] == "PASS"
-    assert st["gibberish"] in ("PASS", "WARN")  # 400 steps: words mostly right, not all
+    assert st["gibberish"] in ("PASS", "WARN")  # 800 steps: words mostly right, not all
     assert "FAIL" not in st.values()
 
 

@@ -1,0 +1,152 @@
+"""Probes of a user's own training loop, through the small hooks it hands over (bitcheck/session.py):
+is the loss it logs the cross-entropy over the target tokens, does gradient accumulation weight every
+token alike, and does resuming from its own checkpoint continue exactly?
+
+Each probe recomputes the reference itself from the model and the exact batches: the loop under test
+never supplies its own yardstick.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import tempfile
+
+import torch
+
+from probes.core import SKIP, ProbeResult, Subject, Threshold, judge, lm_loss, probe
+
+# The loop's logged loss over the reference loss (cross-entropy over the supervised targets of the
+# same batches, computed on the final model), averaged over the last logged steps. The logged loss is
+# taken before each update and the reference after, so a healthy loop sits at or a little above 1.
+LOGGED_RATIO = Threshold("logged_over_reference", warn=1.5, fail=2.0,
+                         source="healthy loop ~1.0-1.3; a loss that is not the model's several times off")
+LOGGED_RATIO_LOW = Threshold("logged_over_reference_low", warn=0.67, fail=0.5, higher_is_worse=False,
+                             source="a logged loss far below what the model achieves is not its loss")
+# Counting the ignored positions (the prompt digits of an answer-only task): the logged loss then
+# matches the cross-entropy over every position, not over the targets. 1 when it is closer (in log
+# ratio, by at least half) to the every-position loss, where the two references differ by > 20%.
+IGNORED = Threshold("matches_every_position", warn=None, fail=0.5,
+                    source="healthy 0 (closer to the targets' loss); loss over ignored positions 1")
+# Relative difference between the gradient the loop's accumulation leaves and the gradient of the
+# same tokens as one batch. Float32 summation order: healthy ~1e-7; averaging each micro-batch over
+# its own tokens, with micro-batches of unequal token counts: ~1e-1.
+ACCUM_ERROR = Threshold("accumulation_error", warn=1e-4, fail=1e-3,
+                        source="healthy ~1e-7 (float32 order); per-micro-batch mean with unequal counts ~0.1")
+# Largest relative difference of the parameters after k steps + save + load + (n - k) steps against
+# n straight steps of the loop's own trainer. Healthy: 0 (the same arithmetic); optimizer state not
+# restored: ~1e-2 and more.
+RESUME_ERROR = Threshold("resume_param_error", warn=1e-6, fail=1e-4,
+                         source="healthy 0; AdamW moments lost on resume ~1e-2")
+LOGGED_WINDOW = 20  # last logged steps compared
+
+
+@probe("logged_loss", branch="loss", needs=("batches",), kind="training",
+       catches="a loop whose loss is not cross-entropy over the target tokens (e.g. over ignored positions too)",
+       fails_when="logged / reference loss > 2 or < 0.5 over the last 20 logged steps, or the logged loss matches "
+                  "the loss over every position rather than over the targets",
+       measured="healthy loop ~1.0-1.3 and closer to the targets' loss; loss over ignored positions matches "
+                "every position's")
+def logged_loss(s: Subject):
+    """The loss the user's loop logged for its last steps against the cross-entropy of the final model on
+    exactly those steps' batches: over the targets that carry a loss (y != -1), and over every position."""
+    logged, batch_of = s.history.get("logged_losses"), s.history.get("batch_of")
+    if not logged or batch_of is None:
+        return ProbeResult("logged_loss", SKIP, None, "the loop logged no losses through the session",
+                           branch="loss")
+    steps = sorted(logged)[-LOGGED_WINDOW:]
+    model = s.model.eval()
+    masked, every = [], []
+    with torch.no_grad():
+        for step in steps:
+            x, y = (t.to(s.device) for t in batch_of(step))
+            masked.append(lm_loss(model, x, y).item())
+            every.append(lm_loss(model, x, torch.cat([x[:, 1:], y[:, -1:].clamp(min=0)], dim=1)).item())
+    mine = sum(logged[step] for step in steps) / len(steps)
+    ref, ref_all = sum(masked) / len(masked), sum(every) / len(every)
+    ratio = mine / max(ref, 1e-9)
+
+    def gap(a: float, b: float) -> float:  # distance in log ratio
+        return abs(math.log(max(a, 1e-9) / max(b, 1e-9)))
+    matches_all = float(gap(ref_all, ref) > math.log(1.2) and gap(mine, ref_all) < 0.5 * gap(mine, ref))
+    values = {"logged_over_reference": ratio, "logged_over_reference_low": ratio,
+              "matches_every_position": matches_all, "logged_mean": mine, "reference_mean": ref,
+              "every_position_mean": ref_all}
+    what = (f"logged loss {mine:.4f} matches the loss over every position ({ref_all:.4f}), not over the targets "
+            f"({ref:.4f}): ignored positions are counted" if matches_all else
+            f"logged loss {mine:.4f} vs {ref:.4f} by the reference (cross-entropy over the targets) on the same "
+            f"{len(steps)} batches: ratio {ratio:.2f}")
+    return judge("logged_loss", ratio, [LOGGED_RATIO, LOGGED_RATIO_LOW, IGNORED], what,
+                 "Take the loss over the targets that are not -1 only (ignore_index=-1), averaged over those "
+                 "tokens.", "loss", values=values)
+
+
+def _unequal_split(x: torch.Tensor, y: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Two micro-batches of the same rows whose numbers of supervised targets differ (a quarter of the
+    rows with their targets, the rest with only the first half of theirs kept), so that averaging each
+    micro-batch over its own tokens weights tokens unequally."""
+    n = max(1, x.shape[0] // 4)
+    y2 = y.clone()
+    y2[:, y.shape[1] // 2:] = -1
+    return [(x[:n], y[:n]), (x[n:], y2[n:])]
+
+
+@probe("grad_accumulation", branch="loss", needs=("batches",), kind="training",
+       catches="gradient accumulation normalised per micro-batch when micro-batches hold different numbers of "
+               "target tokens",
+       fails_when="relative difference to the one-batch gradient > 1e-3",
+       measured="healthy ~1e-7 vs ~1e-1 (each micro-batch averaged over its own tokens)")
+def grad_accumulation(s: Subject):
+    """The gradient the user's accumulation leaves after two micro-batches of unequal token counts equals
+    the gradient of the same tokens as one batch (mean over all their target tokens)."""
+    accumulate = s.history.get("accumulate")
+    if accumulate is None:
+        return ProbeResult("grad_accumulation", SKIP, None, "the loop handed over no accumulate(model, micro_batches)",
+                           branch="loss")
+    x, y = (t.to(s.device) for t in s.batches[0])
+    micro = _unequal_split(x, y)
+    joined = (torch.cat([m[0] for m in micro]), torch.cat([m[1] for m in micro]))
+    model = copy.deepcopy(s.model).train()
+    model.zero_grad(set_to_none=True)
+    lm_loss(model, *joined).backward()
+    ref = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    accumulate(model, micro)
+    got = {n: p.grad.detach() for n, p in model.named_parameters() if p.grad is not None}
+    num = sum(float((got.get(n, torch.zeros_like(g)) - g).norm() ** 2) for n, g in ref.items()) ** 0.5
+    den = sum(float(g.norm() ** 2) for g in ref.values()) ** 0.5
+    err = num / max(den, 1e-12)
+    return judge("grad_accumulation", err, [ACCUM_ERROR],
+                 f"accumulated gradient differs from the one-batch gradient by {err:.2e} (relative)",
+                 "Divide every micro-batch's summed token loss by the total number of target tokens of the whole "
+                 "accumulated batch, not by its own count.", "loss")
+
+
+@probe("resume_state", branch="optimizer", kind="training",
+       catches="a loop that loses optimizer state (AdamW moments, step count, schedule) on resume",
+       fails_when="k steps + save + load + n-k steps differ from n straight steps by > 1e-4 (relative)",
+       measured="healthy 0 vs ~1e-2 (AdamW moments not restored)")
+def resume_state(s: Subject):
+    """n straight steps of the user's own trainer against k steps, its save, its load and n - k more, on the
+    same batches: the parameters must agree."""
+    hooks = s.history.get("resume_hooks")
+    if not hooks:
+        return ProbeResult("resume_state", SKIP, None, "the loop handed over no save/load hooks", branch="optimizer")
+    make, train, save, load = hooks["make"], hooks["train"], hooks["save"], hooks["load"]
+    batches, k, n = hooks["batches"], hooks.get("k", 3), hooks.get("n", 6)
+    model_a, opt_a = make()
+    train(model_a, opt_a, batches[:n])
+    model_b, opt_b = make()
+    train(model_b, opt_b, batches[:k])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "resume.pt")
+        save(model_b, opt_b, path)
+        model_c, opt_c = load(path)
+    train(model_c, opt_c, batches[k:n])
+    pa = {k: v.detach() for k, v in model_a.named_parameters()}
+    pc = {k: v.detach() for k, v in model_c.named_parameters()}
+    err = max(float((pa[n_] - pc[n_]).abs().max() / pa[n_].abs().max().clamp(min=1e-12)) for n_ in pa)
+    return judge("resume_state", err, [RESUME_ERROR],
+                 f"{n} straight steps vs {k} + save + load + {n - k}: parameters differ by {err:.2e} (relative)",
+                 "Save and restore the optimizer's state_dict (AdamW moments, step) and the scheduler's with the "
+                 "weights.", "optimizer")
