@@ -9,7 +9,6 @@
     def sampler(logits, temperature, top_k, generator): ...     # your sampler (probed)
     def incremental_logits(model, ids): ...                      # your KV-cached decoding (probed)
     def inference_model(model): ...                              # your packed deployment twin (probed)
-    def load(checkpoint_path): ...                               # for `bitcheck diagnose --model`
 
     bitcheck quick-arith --model my_adapter             # or --model my_adapter:build (build alone)
 
@@ -38,9 +37,9 @@ from bitcheck.config import ModelConfig, TrainConfig
 from bitcheck.errors import first_line
 from bitcheck.train import schedule as reference_schedule
 from bitcheck.user_model import UserModelError, import_object
-from probes.core import logits_of
+from probes.core import logits_of, quant_layers
 
-HOOKS = ("build", "optimizer", "sampler", "generate", "incremental_logits", "inference_model", "load")
+HOOKS = ("build", "optimizer", "sampler", "generate", "incremental_logits", "inference_model")
 
 
 @dataclass(frozen=True)
@@ -103,7 +102,6 @@ class Adapter:
     generate: Callable | None = None
     incremental_logits: Callable | None = None
     inference_model: Callable | None = None
-    load: Callable | None = None
 
     def hooks(self) -> list[str]:
         return [h for h in HOOKS if getattr(self, h) is not None]
@@ -215,3 +213,17 @@ def user_optimizer(adapter: Adapter, model: nn.Module, recipe: Recipe) -> tuple[
     if sched is not None and not (hasattr(sched, "step") or callable(sched)):
         raise UserModelError(f"{adapter.source}: the schedule has no step() and is not callable")
     return opt, sched
+
+
+def build_for_training(adapter: Adapter, cfg: ModelConfig, tcfg: TrainConfig, layers: str | None,
+                       device: str) -> tuple[UserNet, torch.optim.Optimizer | None, Any]:
+    """The user's model, checked (build_user_model) and with quantized layers found (by class name or the
+    regex `layers`), and their (optimizer, schedule) under the run's recipe when the adapter has one.
+    Raises UserModelError (exit 2) for any of their mistakes."""
+    model = build_user_model(adapter, cfg, tcfg.seq_len, device)
+    if not quant_layers(model.net, layers):
+        raise UserModelError("no quantized layers found in your model: bitcheck looks for modules whose class "
+                             "name contains 'BitLinear'; name yours with --layers REGEX (over module names)")
+    if adapter.optimizer is None:
+        return model, None, None
+    return (model, *user_optimizer(adapter, model.net, Recipe.from_config(tcfg)))

@@ -31,19 +31,21 @@ PresetOpt = Annotated[Optional[str], typer.Option(help="Model preset (see `bitch
                                                    "Default: tiny on CPU, 5m on CUDA.")]
 MinutesOpt = Annotated[Optional[float], typer.Option(help="Wall-clock budget in minutes (default 15).")]
 StepsOpt = Annotated[Optional[int], typer.Option(help="Most training steps (default: no limit; the run stops at "
-                                                 "PASS, after 1500 steps without gain, or at the time budget).")]
+                                                 "PASS, after 1500 steps without gain, or at the time budget; with --model and an "
+                                                 "optimizer hook, at most 3000, the recipe's horizon).")]
 SeedOpt = Annotated[int, typer.Option(help="Seed for initialisation and training data.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 PrecisionOpt = Annotated[Optional[str], typer.Option(help="fp32, bf16 or fp16 (CUDA). "
                                                      "Default: fp32 on CPU, bf16 on CUDA.")]
 CompileOpt = Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the training "
-                                                    "forward. Default: on for CPU (1.7x faster after ~35 s).")]
+                                                    "forward. Default: on for CPU (1.7x faster after ~35 s); off with --model.")]
 OutOpt = Annotated[str, typer.Option(help="Folder that receives the run directory.")]
 ResumeOpt = Annotated[Optional[str], typer.Option(help="Continue the run in this run directory.")]
 ModelOpt = Annotated[Optional[str], typer.Option(
     "--model", help="Train YOUR model: an adapter module (build(spec), and optionally optimizer(model, recipe), "
-                    "sampler, incremental_logits, inference_model, generate) or module:build. Imported from the "
-                    "current folder (README, Validate your own training code).")]
+                    "sampler, incremental_logits, inference_model, generate); module:build (build alone, the other "
+                    "hooks unused); or module:object (an object whose attributes are the hooks). Imported from "
+                    "the current folder (README, Validate your own training code).")]
 BisectOpt = Annotated[bool, typer.Option("--bisect/--no-bisect", help="When YOUR model (--model) does not learn and "
                                          "no probe names a part, retrain with bitcheck's BitLinear, then its optimizer, "
                                          "swapped in one at a time, to find the cause.")]
@@ -196,6 +198,7 @@ def tinystories(
     minutes: MinutesOpt = None, seed: SeedOpt = 0, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
     compile: Annotated[bool, typer.Option(help="torch.compile the model.")] = False,
     out: OutOpt = "runs", resume: ResumeOpt = None, json_out: JsonOpt = False,
+    model: ModelOpt = None, layers: LayersOpt = None,
 ) -> None:
     """Train a BitNet on TinyStories (or your stories) and judge its validation curve and samples.
 
@@ -204,13 +207,15 @@ def tinystories(
     the bar and every probe is healthy; UNDERTRAINED while the validation loss still falls; MODEL TOO
     SMALL when it plateaus above the bar. Multi-GPU/multi-node: `torchrun --nproc_per_node N -m
     bitcheck tinystories ...` (DDP; gloo on CPU). Ctrl-C or SIGTERM saves and reports (exit 130).
+    `--model ADAPTER` trains YOUR model (and your optimizer and schedule) instead, under the same recipe.
     """
     from bitcheck.tinystories import StoriesOptions, run_stories
 
     opts = StoriesOptions(steps=steps, preset=preset, data=data, data_dir=data_dir, tokenizer=tokenizer,
                           tokenizer_stories=tokenizer_stories, max_stories=max_stories, batch=batch, seq=seq, lr=lr,
                           warmup=warmup, eval_every=eval_every, sample_every=max(sample_every, 0), minutes=minutes,
-                          seed=seed, device=device, precision=precision, compile=compile, out=out,
+                          seed=seed, device=device, precision=precision, compile=compile, out=out, model=model,
+                          layers=layers,
                           progress=sys.stderr.isatty())
     _interrupt_on_sigterm()
     report, code = run_stories(opts, resume=resume)

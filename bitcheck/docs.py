@@ -1,5 +1,6 @@
-"""The README's generated tables, so they cannot drift from the code: the commands (read from the CLI)
-and the probes (read from the `@probe` registry: catches, fails_when, measured).
+"""The README's generated tables, so they cannot drift from the code: the commands (read from the CLI),
+the probes (read from the `@probe` registry: catches, fails_when, measured) and the level-3 script
+(examples/own_loop.py).
 
     .venv/bin/python -m bitcheck.docs           # rewrite the generated blocks of README.md
     .venv/bin/python -m bitcheck.docs --check   # exit 1 when they are stale (tests/test_readme.py)
@@ -58,8 +59,16 @@ def probe_table(tensors: bool) -> str:
     return "\n".join(lines) + "\n"
 
 
+def own_loop_script() -> str:
+    """examples/own_loop.py without its docstring, as a python block: the README shows the script the
+    level-3 test runs."""
+    code = (README.parent / "examples" / "own_loop.py").read_text()
+    body = code.split('"""', 2)[2].lstrip("\n")
+    return "```python\n" + body + "```\n"
+
+
 GENERATORS = {"commands": commands_table, "probes": lambda: probe_table(False),
-              "tensor_probes": lambda: probe_table(True)}
+              "tensor_probes": lambda: probe_table(True), "own_loop": own_loop_script}
 
 
 def render(text: str) -> str:

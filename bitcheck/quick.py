@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 
 from bitcheck import checkpoint as ckpts
-from bitcheck.adapter import Adapter, ModelSpec, Recipe, build_user_model, load_adapter, user_optimizer
+from bitcheck.adapter import Adapter, ModelSpec, build_for_training, load_adapter
 from bitcheck.assess import assess
 from bitcheck.bisect import bisect, reference_run
 from bitcheck.config import PRESETS, ConfigError, ModelConfig, TrainConfig, preset_config
@@ -25,10 +25,7 @@ from bitcheck.model import BitNet
 from bitcheck.report import write_report
 from bitcheck.rundir import RunDir, RunDirError, append_jsonl, atomic_write_text
 from bitcheck.session import USER_HORIZON
-from bitcheck.subjects import make_watchers, own_model_subject, task_subject, training_history
-from bitcheck.user_model import UserModelError
-from probes.core import quant_layers
-from probes.optimizer import OptimizerWatch
+from bitcheck.subjects import make_watchers, own_history, own_model_subject, own_watchers, task_subject
 from bitcheck.tasks import (CYCLE, NO_STEP_LIMIT, REFERENCE_SCHEDULE, STALL_EVALS, TASKS, build_task, make_evaluator,
                             task_batches, task_options, validation_batch)
 from bitcheck.train import Stop, Trainer, resolve_device
@@ -62,6 +59,9 @@ class QuickOptions:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"--{name} must be positive, got {value}")
+        for name in ("layers", "reference"):  # options about the user's model mean nothing without one
+            if getattr(self, name) and not self.model:
+                raise ConfigError(f"--{name} needs --model (your model's adapter)")
 
 
 # Every quick run uses the tiny preset on CPU and 5m on CUDA, fp32 compiled on CPU and bf16 on CUDA,
@@ -137,23 +137,17 @@ def run_quick(opts: QuickOptions, resume: str | None = None, command: str | None
         limit = min(opts.steps, USER_HORIZON) if opts.steps is not None else None
         tcfg.schedule, tcfg.cycle_steps, tcfg.steps, tcfg.max_steps = "two_stage", 0, USER_HORIZON, limit
     torch.manual_seed(tcfg.seed)
-    optimizer = user_schedule = None
     if adapter is None:
-        model = BitNet(mcfg)
+        model, optimizer, user_schedule = BitNet(mcfg), None, None
     else:
-        model = build_user_model(adapter, mcfg, tcfg.seq_len, str(resolve_device(tcfg.device)))
-        if not quant_layers(model.net, layers):
-            raise UserModelError("no quantized layers found in your model: bitcheck looks for modules whose class "
-                                 "name contains 'BitLinear'; name yours with --layers REGEX (over module names)")
-        if adapter.optimizer is not None:
-            optimizer, user_schedule = user_optimizer(adapter, model.net, Recipe.from_config(tcfg))
+        model, optimizer, user_schedule = build_for_training(adapter, mcfg, tcfg, layers,
+                                                             str(resolve_device(tcfg.device)))
     run = run or RunDir.create(opts.out, f"{task.name}-s{opts.seed}")
     task_meta = {"name": opts.task, **task_options(task), "answer_only": answer_only,
                  **({"model": adapter.source, "layers": layers} if adapter else {})}
     meta = {"model_config": mcfg, "tokenizer": task.tokenizer.to_json(), "task": task_meta}
     batches = task_batches(task, tcfg.seed, tcfg.batch_size, tcfg.seq_len, answer_only)
-    watchers = make_watchers() if adapter is None else [*make_watchers(pattern=layers)] + \
-        ([OptimizerWatch(optimizer)] if optimizer is not None else [])
+    watchers = make_watchers() if adapter is None else own_watchers(layers, optimizer)
     trainer = Trainer(model, tcfg, batches, run, meta, progress=opts.progress, watchers=watchers,
                       optimizer=optimizer, user_schedule=user_schedule)
     if ckpt is not None:
@@ -208,14 +202,7 @@ def _own_subject(adapter: Adapter, model, mcfg: ModelConfig, task, batches, tcfg
                  scalars: list[dict], layers: str | None, answer_only: bool):
     """The probes' Subject for the user's model: their hooks, and when their optimizer and schedule ran,
     the LR and weight decay they applied next to what the recipe intends."""
-    history = training_history(watchers, trainer.optimizer)
-    if not trainer.own_optimizer:
-        recipe = Recipe.from_config(tcfg)
-        applied = [{"step": r["step"], "lr": r["lr"], "weight_decay": r["weight_decay"]} for r in scalars if "lr" in r]
-        history.update(schedule=applied, warmup_steps=recipe.warmup_steps,
-                       intended=[{"step": r["step"], **dict(zip(("lr", "weight_decay"), recipe.intended(r["step"] - 1)))}
-                                 for r in applied],
-                       group_decay=next((w.records for w in watchers if isinstance(w, OptimizerWatch)), None))
+    history = own_history(watchers, trainer, tcfg, scalars)
     spec = ModelSpec.from_config(mcfg)
     hooks = {h: getattr(adapter, h) for h in ("sampler", "incremental_logits", "inference_model", "generate")}
     return own_model_subject(model.net, task, batches, tcfg.seed, hooks, lambda: adapter.build(spec), history,

@@ -93,10 +93,12 @@ class Session:
         no loss is taken. Seeded by position only."""
         return self._batches(step, micro)
 
-    def watch(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None) -> None:
-        """Record code flips of the quantized layers and each param group's weight decay as `log` is called."""
+    def watch(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
+              layers: str | None = None) -> None:
+        """Record code flips of the quantized layers (found by class name, or the regex `layers` over module
+        names, as in `finish`) and each param group's weight decay as `log` is called."""
         self._model, self._optimizer = model, optimizer
-        self._watchers = [FlipWatch(100)] + ([OptimizerWatch(optimizer)] if optimizer is not None else [])
+        self._watchers = [FlipWatch(100, layers)] + ([OptimizerWatch(optimizer)] if optimizer is not None else [])
 
     def log(self, step: int, loss: float, lr: float | None = None, weight_decay: float | None = None) -> None:
         """After optimizer step `step` (1-based): the loss your loop computed for it, and the LR and weight

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from bitcheck.adapter import Recipe
 from bitcheck.config import ModelConfig
 from bitcheck.model import BitNet, KVCache, packed_model, sample_next
 from bitcheck.tokenizer import EOS as SEPARATOR
@@ -27,6 +28,7 @@ from bitcheck.user_model import (N_TEXTS, ROWS, SEQ, TEXT_CHARS, UserModel, User
 from probes import Subject, TokenizerAdapter, run_probes
 from probes.core import quant_layers
 from probes.gradients import UpdateWatch
+from probes.optimizer import OptimizerWatch
 from probes.quantization import FlipWatch
 
 
@@ -67,6 +69,26 @@ def sampler(logits: torch.Tensor, temperature: float, top_k: int | None, generat
 
 def make_watchers(every_flip: int = 100, every_update: int = 50, pattern: str | None = None) -> list:
     return [FlipWatch(every_flip, pattern), UpdateWatch(every_update, pattern)]
+
+
+def own_watchers(layers: str | None, optimizer=None) -> list:
+    """The watchers of a run of the user's model: flips and updates of their quantized layers, and their
+    param groups' weight decay when their optimizer runs."""
+    return make_watchers(pattern=layers) + ([OptimizerWatch(optimizer)] if optimizer is not None else [])
+
+
+def own_history(watchers, trainer, tcfg, scalars: list[dict]) -> dict:
+    """Subject.history of a run of the user's model in bitcheck's Trainer: the watchers', and when their
+    optimizer and schedule ran, the LR and weight decay they applied next to what the recipe intends."""
+    history = training_history(watchers, trainer.optimizer)
+    if not trainer.own_optimizer:
+        recipe = Recipe.from_config(tcfg)
+        applied = [{"step": r["step"], "lr": r["lr"], "weight_decay": r["weight_decay"]} for r in scalars if "lr" in r]
+        history.update(schedule=applied, warmup_steps=recipe.warmup_steps,
+                       intended=[{"step": r["step"], **dict(zip(("lr", "weight_decay"), recipe.intended(r["step"] - 1)))}
+                                 for r in applied],
+                       group_decay=next((w.records for w in watchers if isinstance(w, OptimizerWatch)), None))
+    return history
 
 
 def training_history(watchers=(), optimizer=None) -> dict:
@@ -133,20 +155,37 @@ def own_model_subject(model: torch.nn.Module, task, batches, seed: int, hooks: d
     rng = random.Random(f"probe-reference:{seed}")
     texts = ["".join("".join(task.example_text(rng)) for _ in range(200)) for _ in range(3)]
     prompts = ["".join(task.example_text(rng)) for _ in range(6)]
-    device = next(model.parameters()).device
     skip = {"repetition": ANSWER_ONLY_SKIP, "gibberish": ANSWER_ONLY_SKIP} if answer_only else {}
+    return _user_subject(model, task.tokenizer, [batches(i, 0) for i in range(2)], texts, prompts,
+                         task.tokenizer.vocab_size, task.tokenizer.bos_id, hooks, fresh_model, history, layers,
+                         skip, block_size)
+
+
+def stories_own_subject(model: torch.nn.Module, cfg: ModelConfig, tok, batches: list, text: str, hooks: dict,
+                        history: dict | None = None, layers: str | None = None) -> Subject:
+    """A Subject for the user's own model trained on stories (bitcheck tinystories --model): the exact
+    batches fed, validation stories as reference text, the story prompts after <|endoftext|>, and the
+    user's hooks where given."""
+    plain = text.replace(SEPARATOR, "\n")
+    n = max(1, len(plain) // 3)
+    return _user_subject(model, TokenizerAdapter(tok), batches, [plain[i * n:(i + 1) * n] for i in range(3)],
+                         list(STORY_PROMPTS), cfg.vocab_size, tok.token_to_id(SEPARATOR), hooks, None, history,
+                         layers, {}, cfg.block_size)
+
+
+def _user_subject(model, tokenizer, batches: list, texts: list[str], prompts: list[str], vocab_size: int,
+                  bos_id: int, hooks: dict, fresh_model, history, layers, skip: dict, block_size: int) -> Subject:
     for name, hook in (("sampler", "sampler"), ("kv_cache_parity", "incremental_logits"),
                        ("inference_parity", "inference_model")):
         if hooks.get(hook) is None:
             skip[name] = f"the adapter has no {hook}(): define it to check yours"
-    generate = hooks.get("generate") or _bos_generate(full_forward_generate(block_size), task.tokenizer.bos_id)
+    generate = hooks.get("generate") or _bos_generate(full_forward_generate(block_size), bos_id)
     inference = hooks.get("inference_model")
     return Subject(
-        model=model, tokenizer=task.tokenizer, batches=[batches(i, 0) for i in range(2)], texts=texts,
-        prompts=prompts, vocab_size=task.tokenizer.vocab_size, fresh_model=fresh_model, sampler=hooks.get("sampler"),
-        generate=generate, incremental_logits=hooks.get("incremental_logits"), history=history or {},
-        layer_pattern=layers, skip=skip, device=str(device),
-        inference_model=inference(model) if inference is not None else None)
+        model=model, tokenizer=tokenizer, batches=batches, texts=texts, prompts=prompts, vocab_size=vocab_size,
+        fresh_model=fresh_model, sampler=hooks.get("sampler"), generate=generate,
+        incremental_logits=hooks.get("incremental_logits"), history=history or {}, layer_pattern=layers, skip=skip,
+        device=str(next(model.parameters()).device), inference_model=inference(model) if inference is not None else None)
 
 
 def _bos_generate(generate, bos_id: int):

@@ -30,7 +30,8 @@ from bitcheck.model import BitNet
 from bitcheck.report import write_report
 from bitcheck.rundir import RunDir, RunDirError, append_jsonl, atomic_write_text
 from bitcheck.subjects import STORY_PROMPTS as PROMPTS
-from bitcheck.subjects import make_watchers, stories_subject
+from bitcheck.adapter import build_for_training, load_adapter
+from bitcheck.subjects import make_watchers, own_history, own_watchers, stories_own_subject, stories_subject
 from bitcheck.textdata import HUB_DEFAULT, SEPARATOR, TokenBatches, TokenCache, build_cache, open_source
 from bitcheck.train import Dist, Evaluation, Trainer, close_distributed, init_distributed, resolve_device
 from bitcheck.verdict import MIN_POINTS, STORIES, Evidence
@@ -71,9 +72,13 @@ class StoriesOptions:
     compile: bool = False
     out: str = "runs"
     progress: bool = True
+    model: str | None = None  # the user's adapter (bitcheck/adapter.py): their model, optimizer, hooks
+    layers: str | None = None  # regex over module names of the user's quantized layers
     overrides: dict = field(default_factory=dict)  # TrainConfig fields, for tests and experiments
 
     def __post_init__(self) -> None:
+        if self.layers and not self.model:
+            raise ConfigError("--layers needs --model (your model's adapter)")
         for name in ("steps", "batch", "seq", "eval_every", "minutes"):
             value = getattr(self, name)
             if value is not None and value <= 0:
@@ -215,18 +220,24 @@ def _run_stories(opts: StoriesOptions, resume: str | None, dist: Dist, device: s
         if opts.data_dir is None and "cache" in prev:
             opts.data_dir = str(Path(prev["cache"]).parent)
         opts.seed, opts.batch, opts.seq = saved["seed"], saved["batch_size"], saved["seq_len"]
+        opts.model, opts.layers = prev.get("model"), prev.get("layers")
     opts.data_dir = opts.data_dir or "data"
+    adapter = load_adapter(opts.model) if opts.model else None  # an import error before any data work
     tok, cache, source = prepare(opts, dist, given_tok)
     mcfg, tcfg = _configs(opts, tok, dist)
     if ckpt is not None:
         tcfg = TrainConfig.from_dict({**saved, "steps": opts.steps or saved["steps"], "device": opts.device,
                                       "max_minutes": opts.minutes if opts.minutes is not None else saved["max_minutes"]})
+    torch.manual_seed(tcfg.seed)
+    if adapter is None:
+        model, optimizer, user_schedule = BitNet(mcfg), None, None
+    else:  # the user's model (and optimizer and schedule, when the adapter has them) under the same recipe
+        model, optimizer, user_schedule = build_for_training(adapter, mcfg, tcfg, opts.layers,
+                                                             str(resolve_device(opts.device)))
     if not dist.main:
         run = None  # only rank 0 writes
     elif run is None:
         run = RunDir.create(opts.out, f"tinystories-{opts.preset}-s{opts.seed}")
-    torch.manual_seed(tcfg.seed)
-    model = BitNet(mcfg)
     # the probes' reference text: validation stories, topped up with training ones when the split is small
     probe_text = "\n".join(islice(source.stories("val"), 300))
     if len(probe_text) < PROBE_TEXT_CHARS:
@@ -234,11 +245,13 @@ def _run_stories(opts: StoriesOptions, resume: str | None, dist: Dist, device: s
     probe_text = probe_text[:PROBE_TEXT_CHARS]
     # cache and data_path absolute, so that --resume works from any working directory
     task_meta = {"name": "tinystories", "data": source.name, "preset": opts.preset,
-                 "cache": str(Path(cache.dir).resolve()), "max_stories": opts.max_stories, "data_path": source.reopen}
+                 "cache": str(Path(cache.dir).resolve()), "max_stories": opts.max_stories, "data_path": source.reopen,
+                 **({"model": adapter.source, "layers": opts.layers} if adapter else {})}
     meta = {"model_config": mcfg, "tokenizer": tok.to_str(), "task": task_meta, "probe_text": probe_text}
     batches = TokenBatches(cache.train, tcfg.seq_len, tcfg.batch_size, tcfg.seed, dist.rank, dist.world)
-    watchers = make_watchers()
-    trainer = Trainer(model, tcfg, batches, run, meta, progress=opts.progress, watchers=watchers, dist=dist)
+    watchers = make_watchers() if adapter is None else own_watchers(opts.layers, optimizer)
+    trainer = Trainer(model, tcfg, batches, run, meta, progress=opts.progress, watchers=watchers, dist=dist,
+                      optimizer=optimizer, user_schedule=user_schedule)
     if ckpt is not None:
         trainer.load_state(ckpt)
     evaluate = None
@@ -262,8 +275,13 @@ def _run_stories(opts: StoriesOptions, resume: str | None, dist: Dist, device: s
         "bytes_per_token": cache.bytes_per_token("val"), "train_tokens": cache.meta["train"]["tokens"],
         "world_size": dist.world, "global_batch": tcfg.batch_size, "samples": samples, "checkpoint": result.checkpoint,
     }
-    subject = stories_subject(model, mcfg, tok, [batches(i, 0) for i in range(2)], probe_text, watchers,
-                              trainer.optimizer)
+    fed = [batches(i, 0) for i in range(2)]
+    if adapter is None:
+        subject = stories_subject(model, mcfg, tok, fed, probe_text, watchers, trainer.optimizer)
+    else:
+        hooks = {h: getattr(adapter, h) for h in ("sampler", "incremental_logits", "inference_model", "generate")}
+        subject = stories_own_subject(model.net, mcfg, tok, fed, probe_text, hooks,
+                                      own_history(watchers, trainer, tcfg, scalars), opts.layers)
     report = assess("tinystories", subject, stories_evidence(metrics, run), metrics, STORIES, run_dir=str(run.path))
     write_report(run, report.to_dict())
     return report.to_dict(), report.exit_code

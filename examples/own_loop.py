@@ -2,10 +2,12 @@
 
     python examples/own_loop.py my_adapter      # your module with build(spec) and optimizer(model, recipe)
 
-Copy it into your codebase and make the loop body yours. Without an argument it trains the
-independent test codebase (tests/user_train.py); tests/test_own_infrastructure.py runs it as is.
+Run from the folder that holds your module (it is imported from there, as `--model` does). Copy it
+into your codebase and make the loop body yours. Without an argument it trains the independent test
+codebase (tests/user_train.py, from the repository root); tests/test_own_infrastructure.py runs it.
 """
 import importlib
+import os
 import sys
 
 import torch
@@ -13,18 +15,19 @@ import torch.nn.functional as F
 
 from bitcheck.session import Session
 
+sys.path.insert(0, os.getcwd())                       # your modules, from the current folder
 mine = importlib.import_module(sys.argv[1] if len(sys.argv) > 1 else "tests.user_train")
 s = Session("arith", out="runs")                      # seeded batches, held-out evaluation, PASS bar
 torch.manual_seed(s.seed)
 model = mine.build(s.spec)                            # vocab_size, block_size, n_embd, n_layer, ...
-opt, sched = mine.optimizer(model, s.recipe)          # lr, weight_decay, warmup_steps, steps
+opt, sched = mine.optimizer(model, s.recipe)          # lr, weight_decay, warmup_steps, steps; sched.step()
 s.watch(model, opt)                                   # code flips, each param group's weight decay
 for step in range(s.recipe.steps):
     x, y = s.batch(step)                              # (B, T) token ids; y == -1: no loss there
     loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten(), ignore_index=-1)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    lr, wd = opt.param_groups[0]["lr"], opt.param_groups[0]["weight_decay"]
+    lr, wd = opt.param_groups[0]["lr"], max(g["weight_decay"] for g in opt.param_groups)
     opt.step()
     opt.zero_grad(set_to_none=True)
     sched.step()
