@@ -141,7 +141,12 @@ def strip_prefixes(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor]
 
 
 def build_model(ckpt: Checkpoint, where: str = "checkpoint") -> BitNet:
-    """The BitNet of the stored config with the stored weights (wrapper prefixes stripped, strict)."""
+    """The BitNet of the stored config with the stored weights (wrapper prefixes stripped, strict).
+    A run of the user's own model (`--model`) stored their weights, which only their code can rebuild."""
+    if ckpt.task.get("model"):
+        raise CheckpointError(f"{where}: this run trained your own model ({ckpt.task['model']}), which bitcheck "
+                              "cannot rebuild: diagnose it with --model module:factory, where factory(path) loads "
+                              "it (weights under 'model_state_dict'; from a quick run their keys start with 'net.')")
     try:
         model = BitNet(ckpt.model_config)
     except ConfigError as e:

@@ -82,7 +82,8 @@ class Session:
         self.steps = 0
         self._model = self._optimizer = None
         self._watchers: list = []
-        self.meta = {"name": task, **task_options(self.task), "answer_only": self.answer_only, "loop": "user"}
+        self.meta = {"name": task, **task_options(self.task), "answer_only": self.answer_only, "loop": "user",
+                     "model": "the model of your own loop, bitcheck.session"}
         atomic_write_text(self.run.config, json.dumps({"command": f"session {task}", "spec": self.spec.to_dict(),
                                                        "recipe": {**self.recipe.__dict__},
                                                        "task": self.meta}, indent=2, default=list))

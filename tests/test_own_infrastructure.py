@@ -58,6 +58,9 @@ def test_healthy_short_run_blames_nothing(tmp_path):
     scalars = (tmp_path / "runs").glob("*/metrics/scalars.jsonl")
     rows = [json.loads(line) for line in next(scalars).read_text().splitlines()]
     assert rows[-1]["weight_decay"] == 0.1 and 0 < rows[0]["lr"] < rows[-1]["lr"]  # what their schedule applied
+    # its checkpoint holds their weights: diagnose says how to load it, in one line
+    diag = runner.invoke(app, ["diagnose", report["metrics"]["checkpoint"]])
+    assert diag.exit_code == 2 and "trained your own model (tests.user_train:healthy)" in diag.output, diag.output
 
 
 @pytest.mark.parametrize("adapter,needle", [
