@@ -85,6 +85,12 @@ class Recipe:
                           weight_decay=self.weight_decay)
         return reference_schedule(step, cfg)
 
+    def intended_for(self, applied: list[dict]) -> list[dict]:
+        """[{"step", "lr", "weight_decay"}] the recipe intends at each 1-based step of `applied` (the LR and
+        weight decay a user's schedule applied), for the schedule_shape probe and the report's plot."""
+        return [{"step": r["step"], **dict(zip(("lr", "weight_decay"), self.intended(r["step"] - 1)))}
+                for r in applied]
+
     @classmethod
     def from_config(cls, cfg: TrainConfig) -> "Recipe":
         return cls(lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps, steps=cfg.steps,
@@ -103,8 +109,9 @@ class Adapter:
     incremental_logits: Callable | None = None
     inference_model: Callable | None = None
 
-    def hooks(self) -> list[str]:
-        return [h for h in HOOKS if getattr(self, h) is not None]
+    def probe_hooks(self) -> dict:
+        """The hooks the probes call on the trained model (None where the adapter has none)."""
+        return {h: getattr(self, h) for h in ("sampler", "incremental_logits", "inference_model", "generate")}
 
 
 def load_adapter(spec: str) -> Adapter:

@@ -204,7 +204,7 @@ def _own_subject(adapter: Adapter, model, mcfg: ModelConfig, task, batches, tcfg
     the LR and weight decay they applied next to what the recipe intends."""
     history = own_history(watchers, trainer, tcfg, scalars)
     spec = ModelSpec.from_config(mcfg)
-    hooks = {h: getattr(adapter, h) for h in ("sampler", "incremental_logits", "inference_model", "generate")}
+    hooks = adapter.probe_hooks()
     return own_model_subject(model.net, task, batches, tcfg.seed, hooks, lambda: adapter.build(spec), history,
                              layers, answer_only, mcfg.block_size)
 

@@ -168,10 +168,7 @@ class Session:
         history.update(logged_losses=self.logged, batch_of=lambda step: self._batches(step - 1, 0),
                        warmup_steps=self.recipe.warmup_steps)
         if self.schedule_log:
-            history.update(schedule=self.schedule_log,
-                           intended=[{"step": r["step"], **dict(zip(("lr", "weight_decay"),
-                                                                   self.recipe.intended(r["step"] - 1)))}
-                                     for r in self.schedule_log])
+            history.update(schedule=self.schedule_log, intended=self.recipe.intended_for(self.schedule_log))
         for w in self._watchers:
             if isinstance(w, OptimizerWatch):
                 history["group_decay"] = w.records

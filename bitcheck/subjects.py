@@ -85,8 +85,7 @@ def own_history(watchers, trainer, tcfg, scalars: list[dict]) -> dict:
         recipe = Recipe.from_config(tcfg)
         applied = [{"step": r["step"], "lr": r["lr"], "weight_decay": r["weight_decay"]} for r in scalars if "lr" in r]
         history.update(schedule=applied, warmup_steps=recipe.warmup_steps,
-                       intended=[{"step": r["step"], **dict(zip(("lr", "weight_decay"), recipe.intended(r["step"] - 1)))}
-                                 for r in applied],
+                       intended=recipe.intended_for(applied),
                        group_decay=next((w.records for w in watchers if isinstance(w, OptimizerWatch)), None))
     return history
 

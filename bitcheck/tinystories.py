@@ -279,7 +279,7 @@ def _run_stories(opts: StoriesOptions, resume: str | None, dist: Dist, device: s
     if adapter is None:
         subject = stories_subject(model, mcfg, tok, fed, probe_text, watchers, trainer.optimizer)
     else:
-        hooks = {h: getattr(adapter, h) for h in ("sampler", "incremental_logits", "inference_model", "generate")}
+        hooks = adapter.probe_hooks()
         subject = stories_own_subject(model.net, mcfg, tok, fed, probe_text, hooks,
                                       own_history(watchers, trainer, tcfg, scalars), opts.layers)
     report = assess("tinystories", subject, stories_evidence(metrics, run), metrics, STORIES, run_dir=str(run.path))
