@@ -6,7 +6,8 @@
     def optimizer(model, recipe):           # recipe: Recipe -> torch optimizer, or (optimizer, schedule)
         opt = MyAdamW(model, lr=recipe.lr, weight_decay=recipe.weight_decay)
         return opt, MyTwoStageSchedule(opt, warmup=recipe.warmup_steps, total=recipe.steps)
-    def sampler(logits, temperature, top_k, generator): ...     # your sampler (probed)
+    def sampler(logits, temperature, top_k, generator, top_p=None): ...  # your sampler (probed, with
+                                            # any of top_p, min_p, repetition_penalty + input_ids declared)
     def incremental_logits(model, ids): ...                      # your KV-cached decoding (probed)
     def inference_model(model): ...                              # your packed deployment twin (probed)
 

@@ -179,6 +179,10 @@ def _diagnose_tensors(obj: object, path: Path, fmt: str) -> Report:
 def _diagnose_user(factory, path: Path, device: str, tokenizer: str | None, text: str | None,
                    layers: str | None) -> Report:
     subject, facts = user_subject(call_factory(factory, str(path)), device, tokenizer, text, layers)
+    try:  # the checkpoint's own tensors, to check that the factory loaded them (probes/loading.py)
+        subject.tensors = find_state_dict(load_file(path)[0], str(path))[0]
+    except DiagnoseError as e:
+        subject.skip["weights_loaded"] = f"the checkpoint file is not a state dict bitcheck can read ({e})"
     learned = facts.get("learned")  # None without --text: nothing says whether the model learned
     metrics = {"file": str(path), "format": "user model", "factory": getattr(factory, "__name__", str(factory)),
                "text": text, "tokenizer": tokenizer, **facts}

@@ -82,11 +82,16 @@ def _headline(v: dict) -> str:
     return f"{v['status']}: {cat}" + (f" ({v['part']})" if v.get("part") else "")
 
 
+def _role(e: dict) -> str:
+    return " (also failing)" if e.get("role") == "also failing" else ""
+
+
 def render_markdown(report: dict) -> str:
     v, m = report["verdict"], report["metrics"]
     lines = [f"# bitcheck {report['command']}: {_headline(v)}", "", v["diagnosis"], ""]
     if v.get("evidence"):
-        lines += ["## Evidence", ""] + [f"- **{e['probe']}** {e['status']}: {e['message']}" for e in v["evidence"]]
+        lines += ["## Evidence", ""] + [f"- **{e['probe']}** {e['status']}{_role(e)}: {e['message']}"
+                                       for e in v["evidence"]]
         lines.append("")
     lines += ["## Next steps", ""] + [f"- {s}" for s in v["next_steps"]]
     if report.get("probes"):

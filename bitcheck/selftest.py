@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from bitcheck.config import ConfigError, TrainConfig, preset_config
-from bitcheck.model import Attention, BitLinear, BitNet, KVCache, activation_quant, apply_rope, sample_next, weight_quant
+from bitcheck.model import (Attention, BitLinear, BitNet, KVCache, PackedBitLinear, RMSNorm, activation_quant, apply_rope,
+                            packed_model, sample_next, weight_quant)
 from bitcheck.rundir import RunDir
 from bitcheck.subjects import LogitsOnly, make_watchers, probe_results, task_subject
 from bitcheck.tasks import task_batches
@@ -46,6 +47,7 @@ class Setup:
     def subject(self, **changes):
         s = task_subject(self.model, self.model.config, self.task,
                          task_batches(self.task, self.seed, 32, 64, False), self.seed, self.watchers, self.optimizer)
+        s.tensors = self.model.state_dict()  # the trained checkpoint: weights_loaded checks the model holds it
         return replace(s, **changes) if changes else s
 
 
@@ -129,7 +131,7 @@ def bug_ternary_collapse(s: Setup):
         for m in model.modules():
             if isinstance(m, BitLinear):
                 m.weight[0, 0] = 100 * m.weight.abs().sum()  # one outlier inflates mean|W|
-    return s.subject(model=LogitsOnly(model))
+    return s.subject(model=LogitsOnly(model), tensors=model.state_dict())  # the checkpoint holds the collapse
 
 
 def bug_nan_zero_row(s: Setup):
@@ -197,6 +199,82 @@ def bug_oversized_init(s: Setup):
     return s.subject(fresh_model=fresh)
 
 
+def _scale_over(dim):  # activation absmax over `dim` (None: the whole tensor) instead of per token
+    def forward(self, x):
+        absmax = x.abs().amax() if dim is None else x.abs().amax(dim=dim, keepdim=True)
+        scale = 127.0 / absmax.clamp(min=1e-5)
+        xq = (x * scale).round().clamp(-128, 127) / scale
+        return F.linear(x + (xq - x).detach(), self.weight + (weight_quant(self.weight) - self.weight).detach())
+    return forward
+
+
+def bug_activation_scale_per_tensor(s: Setup):
+    return s.subject(model=LogitsOnly(_patch_bitlinear(s.model, _scale_over(None))))
+
+
+def bug_activation_scale_per_sequence(s: Setup):  # one scale per feature column of each sequence
+    return s.subject(model=LogitsOnly(_patch_bitlinear(s.model, _scale_over(-2))))
+
+
+def bug_labels_shifted_twice(s: Setup):
+    """The dataset shifts the targets and the loss shifts them again: the model learns token t + 2."""
+    torch.manual_seed(s.seed)
+    model = BitNet(s.model.config)
+    batches = task_batches(s.task, s.seed, 32, 65, False)
+
+    def twice(step, micro):
+        x, y = batches(step, micro)
+        return x[:, :-1], y[:, 1:]  # targets x[t + 2]
+    cfg = TrainConfig(steps=SELFTEST_STEPS, batch_size=32, seq_len=64, lr=3e-3, warmup_steps=50,
+                      schedule="cosine", device="cpu", seed=s.seed, log_every=50)
+    with tempfile.TemporaryDirectory() as tmp:
+        run = RunDir.create(tmp, "selftest")
+        meta = {"model_config": model.config, "tokenizer": s.task.tokenizer.to_json(), "task": {"name": "arith"}}
+        Trainer(model, cfg, twice, run, meta, progress=False).run()
+    return s.subject(model=LogitsOnly(model.eval()), tensors=model.state_dict(),
+                     inference_model=LogitsOnly(packed_model(model)))
+
+
+def bug_weights_not_loaded(s: Setup):
+    """The checkpoint holds the trained weights, the model a fresh init (strict=False on other keys)."""
+    torch.manual_seed(s.seed + 1)
+    return s.subject(model=LogitsOnly(BitNet(s.model.config).eval()))
+
+
+def _options_top_p_bug(logits, temperature, top_k, generator, top_p=None):  # keeps cumsum <= p only
+    logits = logits.float() / temperature
+    if top_p is not None:
+        ordered, order = torch.sort(logits, descending=True)
+        drop = ordered.softmax(-1).cumsum(-1) > top_p
+        drop[..., 0] = False
+        logits = logits.scatter(-1, order, ordered.masked_fill(drop, float("-inf")))
+    return sample_next(logits, 1.0, top_k, None, generator)
+
+
+def bug_top_p_drops_crossing(s: Setup):
+    return s.subject(sampler=_options_top_p_bug)
+
+
+def bug_export_scale_multiplied(s: Setup):
+    """The converter stores mean|W| where inference divides by weight_scale = 1/mean|W|."""
+    twin = packed_model(s.model)
+    for m in twin.modules():
+        if isinstance(m, PackedBitLinear):
+            m.weight_scale = 1.0 / m.weight_scale
+    return s.subject(inference_model=LogitsOnly(twin))
+
+
+def bug_inference_without_sub_norms(s: Setup):
+    """The inference model is built without the attention/FFN sub-norms the model was trained with:
+    every quantized layer matches its twin, the model's output does not."""
+    twin = packed_model(s.model)
+    for module in list(twin.modules()):
+        for name, child in list(module.named_children()):
+            if name.startswith("sub_norm") and isinstance(child, RMSNorm):
+                setattr(module, name, torch.nn.Identity())
+    return s.subject(inference_model=LogitsOnly(twin))
+
+
 # bug name -> (planting function, the part the tree must name)
 BUGS = {
     "ste_missing": (bug_ste_missing, "gradients/STE"),
@@ -211,9 +289,19 @@ BUGS = {
     "sampler_ignores_temperature": (bug_sampler_temperature, "generation"),
     "lr_blowup": (bug_lr_blowup, "optimizer"),
     "oversized_embedding_init": (bug_oversized_init, "loss/causality"),
+    # #14: the root cause, not the first symptom
+    "activation_scale_per_tensor": (bug_activation_scale_per_tensor, "quantization"),
+    "activation_scale_per_sequence": (bug_activation_scale_per_sequence, "quantization"),
+    "labels_shifted_twice": (bug_labels_shifted_twice, "data/labels"),
+    "weights_not_loaded": (bug_weights_not_loaded, "checkpoint loading"),
+    "top_p_drops_crossing_token": (bug_top_p_drops_crossing, "generation"),
+    "export_scale_multiplied": (bug_export_scale_multiplied, "export/conversion"),
+    "inference_without_sub_norms": (bug_inference_without_sub_norms, "inference model/loader"),
 }
 FAST_BUGS = ("ste_missing", "quantization_skipped", "scale_inverted", "nan_zero_row", "causal_mask_leak",
-             "targets_not_shifted", "kv_cache_offset", "sampler_ignores_temperature")
+             "targets_not_shifted", "kv_cache_offset", "sampler_ignores_temperature",
+             "activation_scale_per_sequence", "weights_not_loaded", "top_p_drops_crossing_token",
+             "export_scale_multiplied", "inference_without_sub_norms")
 
 
 def _row(name: str, probes: list[dict], expected: str | None) -> dict:

@@ -62,9 +62,10 @@ def sample_generator(bos_id: int):
     return generate
 
 
-def sampler(logits: torch.Tensor, temperature: float, top_k: int | None, generator) -> torch.Tensor:
-    """The probes' sampler protocol over our sample_next."""
-    return sample_next(logits, temperature, top_k, None, generator)
+def sampler(logits: torch.Tensor, temperature: float, top_k: int | None, generator,
+            top_p: float | None = None) -> torch.Tensor:
+    """The probes' sampler protocol over our sample_next (top_p declared, so the probe checks it)."""
+    return sample_next(logits, temperature, top_k, top_p, generator)
 
 
 def make_watchers(every_flip: int = 100, every_update: int = 50, pattern: str | None = None) -> list:

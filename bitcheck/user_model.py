@@ -5,7 +5,8 @@
 The model is any causal LM called as `model(idx (B, T)) -> logits (B, T, V)` (a tuple or an object
 with `.logits` also works). The optional dict extras let the probes reach the user's own
 generation code instead of ours: `tokenizer`, `sampler(logits (B, V), temperature, top_k,
-generator) -> ids (B,)`, `generate(model, idx, n) -> ids`, `incremental_logits(model, idx) ->
+generator) -> ids (B,)` (keywords `top_p`, `min_p`, `repetition_penalty` with `input_ids` (B, T), if
+declared, are probed too), `generate(model, idx, n) -> ids`, `incremental_logits(model, idx) ->
 logits` (their KV cache), `fresh_model() -> model` (loss at init), `inference_model` (their packed
 deployment path, for the parity probe), `block_size` (the longest context the model takes).
 
@@ -185,18 +186,22 @@ def full_forward_generate(block_size: int) -> Callable:
 
 def learned_gap(model: torch.nn.Module, batches, vocab: int) -> dict:
     """The model's teacher-forced loss on the text against the text's unigram entropy (the best
-    input-independent predictor, Karpathy's baseline) and ln(vocab)."""
+    input-independent predictor, Karpathy's baseline) and ln(vocab), and the mean entropy of its
+    predictions (nats): a model that predicts its own text is about as uncertain as it is wrong."""
     counts = Counter()
     for x, y in batches:
         counts.update(y.flatten().tolist())
     total = sum(counts.values())
     unigram = -sum(c / total * math.log(c / total) for c in counts.values())
+    losses, entropies = [], []
     with torch.no_grad():
-        losses = [torch.nn.functional.cross_entropy(logits_of(model.eval(), x).flatten(0, 1).float(), y.flatten()).item()
-                  for x, y in batches]
+        for x, y in batches:
+            logp = logits_of(model.eval(), x).float().log_softmax(-1)  # (B, T, V)
+            losses.append(torch.nn.functional.nll_loss(logp.flatten(0, 1), y.flatten()).item())
+            entropies.append(float(-(logp.exp() * logp).sum(-1).mean()))
     loss = sum(losses) / len(losses)
-    return {"text_loss": loss, "unigram_entropy": unigram, "ln_vocab": math.log(vocab),
-            "learned": loss < unigram - LEARNED_MARGIN}
+    return {"text_loss": loss, "text_entropy": sum(entropies) / len(entropies), "unigram_entropy": unigram,
+            "ln_vocab": math.log(vocab), "learned": loss < unigram - LEARNED_MARGIN}
 
 
 def import_object(spec: str, what: str):

@@ -22,7 +22,10 @@ import torch.nn as nn
 PASS, WARN, FAIL, SKIP, ERROR = "PASS", "WARN", "FAIL", "SKIP", "ERROR"
 
 # The parts of the decision tree a probe can point at (bitcheck/verdict.py maps them to verdicts).
-BRANCHES = ("quantization", "gradients", "numerics", "data", "loss", "optimizer", "generation", "capacity")
+# "loading": the weights in the model are not the checkpoint's; "export": the conversion of the
+# quantized layers for deployment; "inference": the deployed model outside its quantized layers.
+BRANCHES = ("quantization", "gradients", "numerics", "data", "loss", "optimizer", "generation", "capacity",
+            "loading", "export", "inference")
 
 
 @dataclass(frozen=True)
@@ -122,7 +125,8 @@ class Subject:
     prompts: list[str] | None = None  # for free-running generation
     vocab_size: int | None = None
     fresh_model: Callable[[], nn.Module] | None = None  # a newly initialised model (loss at init)
-    sampler: Callable | None = None  # sampler(logits (B, V), temperature, top_k, generator) -> ids (B,)
+    # sampler(logits (B, V), temperature, top_k, generator[, top_p, min_p, repetition_penalty, input_ids]) -> ids (B,)
+    sampler: Callable | None = None
     generate: Callable | None = None  # generate(model, idx (1, T), max_new_tokens) -> ids (1, T + n)
     incremental_logits: Callable | None = None  # KV-cached logits of idx (B, T), one token at a time
     history: dict = field(default_factory=dict)  # training-time records: flip_rates, update_ratios, losses

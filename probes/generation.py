@@ -8,12 +8,13 @@ Curious Case of Neural Text Degeneration"), word coverage and character-bigram l
 """
 from __future__ import annotations
 
+import inspect
 import math
 from collections import Counter
 
 import torch
 
-from probes.core import Subject, Threshold, judge, logits_of, probe
+from probes.core import PASS, Subject, Threshold, judge, logits_of, probe
 
 # max |incremental - full| logits, relative to the logits' scale. Measured (selftest, tiny preset):
 # healthy 5e-7 at init and 1.6e-4..2.0e-3 trained, 3 seeds (float differences flip an int8
@@ -24,6 +25,16 @@ KV_GAP = Threshold("relative_gap", warn=1e-2, fail=5e-2, source="healthy 5e-7..2
 SAMPLER_P = Threshold("min_p_value", warn=None, fail=1e-6, higher_is_worse=False,
                       source="fixed seed: healthy p 0.38; temperature ignored p 0.0")
 TOPK_BAD = Threshold("top_k_violations", warn=None, fail=0, source="any token outside the top k is a bug")
+# The options a sampler declares by name (top_p, min_p, repetition_penalty with input_ids), each on
+# exact 3-4 token cases against the Hugging Face warpers' definitions; 20k draws per case, same seed.
+# Measured (tests' reference sampler): healthy p 0.23..1.0 per case, 0 violations; planted bugs (top-p
+# keeping only cumsum <= p, min-p bar min_p instead of min_p * max prob, a penalty dividing negative
+# logits): p 0.0 (underflows), 0 violations (they keep too few); top_p ignored: 4 violations.
+OPTION_P = Threshold("option_min_p_value", warn=None, fail=SAMPLER_P.fail, higher_is_worse=False,
+                     source="fixed seed: healthy min p 0.23; top-p cumsum <= p, unscaled min-p, "
+                            "penalty dividing negatives p 0.0")
+OPTION_BAD = Threshold("option_violations", warn=None, fail=0,
+                       source="any token outside the reference's kept set is a bug; healthy 0, top_p ignored 4")
 # seq-rep-4 of samples minus that of the reference text (same length windows). Measured (selftest):
 # healthy samples at temperature 1: 0.017 with no looping endings; after an LR blow-up 0.74 and
 # 0.67 of samples end in a loop; a generator repeating one line: 1.0.
@@ -74,13 +85,70 @@ def _chi2_p(counts: torch.Tensor, probs: torch.Tensor) -> float:
     return float(torch.special.gammaincc(torch.tensor(df / 2, dtype=torch.float64), stat.double() / 2))
 
 
+def _logs(*probs):
+    return tuple(math.log(p) for p in probs)
+
+
+# (option, value, logits, input_ids): cumulative sums and min-p bars stay far from float rounding;
+# the repetition case has logits of both signs and a token repeated in input_ids.
+OPTION_CASES = (("top_p", 0.6, _logs(0.5, 0.3, 0.2), None), ("top_p", 0.4, _logs(0.5, 0.3, 0.2), None),
+                ("top_p", 0.75, _logs(0.2, 0.5, 0.3), None), ("min_p", 0.5, _logs(0.5, 0.3, 0.2), None),
+                ("min_p", 0.3, _logs(0.1, 0.6, 0.25, 0.05), None),
+                ("repetition_penalty", 2.0, (1.0, -1.0, 0.5, 0.0), (0, 1, 0)))
+# each option's name in messages and the rule a failing case broke
+OPTION_RULES = {"top_p": ("top-p", "the token crossing p must be kept, none after it"),
+                "min_p": ("min-p", "the bar is min_p * the top probability"),
+                "repetition_penalty": ("repetition penalty", "logits > 0 are divided by it, logits <= 0 multiplied")}
+OPTION_HINTS = {
+    "top_p": "top-p keeps the smallest set of most probable tokens whose cumulative probability reaches p: the "
+             "token crossing p is kept, the top token always (drop a token only when the mass before it >= p).",
+    "min_p": "min-p keeps the tokens with probability >= min_p * the top token's probability, not >= min_p.",
+    "repetition_penalty": "for each distinct token in input_ids divide a logit > 0 by the penalty and multiply "
+                          "a logit <= 0 by it (CTRL, Keskar et al. 2019), once per token, not per occurrence."}
+
+
+def _declared_options(fn) -> list[str]:
+    """The option names fn declares explicitly (a bare **kwargs declares none)."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return []
+    named = {n for n, q in params.items() if q.kind in (q.POSITIONAL_OR_KEYWORD, q.KEYWORD_ONLY)}
+    opts = [o for o in ("top_p", "min_p") if o in named]
+    return opts + (["repetition_penalty"] if {"repetition_penalty", "input_ids"} <= named else [])
+
+
+def _option_reference(logits: torch.Tensor, option: str, value: float, input_ids) -> torch.Tensor:
+    """The Hugging Face warpers' distribution (TopP, MinP, RepetitionPenalty) at temperature 1, float64."""
+    logits = logits.double().clone()
+    if option == "repetition_penalty":
+        for t in set(input_ids):
+            logits[t] = logits[t] / value if logits[t] > 0 else logits[t] * value
+        return logits.softmax(-1)
+    p = logits.softmax(-1)
+    if option == "top_p":
+        order = p.argsort(descending=True)
+        keep = torch.zeros_like(p, dtype=torch.bool)
+        keep[order] = (p[order].cumsum(-1) - p[order]) < value  # the mass before a kept token is < p
+    else:
+        keep = p >= value * p.max()
+    return torch.where(keep, p, 0.0) / p[keep].sum()
+
+
 @probe("sampler", branch="generation", needs=("sampler",),
-       catches="temperature ignored, top-k leak",
-       fails_when="chi-square p < 1e-6 (20k draws, fixed seed), any top-k violation",
-       measured="p 0.38 vs 0.0")
+       catches="temperature ignored, top-k leak; a declared top-p that drops the token crossing p, a min-p "
+               "bar not scaled by the top probability, a repetition penalty that divides negative logits",
+       fails_when="chi-square p < 1e-6 (20k draws, fixed seed), any top-k violation; per declared option "
+                  "(top_p, min_p, repetition_penalty): chi-square p < 1e-6 or any token outside the "
+                  "reference's kept set",
+       measured="p 0.38 vs 0.0; options: min p 0.23, 0 violations vs p 0.0 (each planted option bug)")
 def sampler(s: Subject):
     """At temperature 1 (and 0.5) the sampler's token frequencies match softmax(logits / T) by a
-    chi-square test at a fixed seed; with top-k it never emits a token outside the k largest."""
+    chi-square test at a fixed seed; with top-k it never emits a token outside the k largest.
+    Options the sampler declares by name (`top_p`, `min_p`, `repetition_penalty` with `input_ids`, the
+    previous ids (B, T)) are each passed alone as keywords, the others None, on exact small
+    vocabularies, and held to the Hugging Face warpers: no token outside the reference's kept set and
+    chi-square against its renormalised distribution. Options not declared are not checked."""
     logits = torch.tensor([2.0, 1.0, 0.5, 0.0, -0.5, -1.0, 1.5, 0.2, -2.0, 0.8])
     n = 20000
     g = torch.Generator().manual_seed(1234)
@@ -94,23 +162,57 @@ def sampler(s: Subject):
     allowed = set(torch.topk(logits, k).indices.tolist())
     violations = int(sum(int(t) not in allowed for t in draws.unique()))
     values = {"min_p_value": min(pvals.values()), "top_k_violations": violations}
-    return judge("sampler", values, [SAMPLER_P, TOPK_BAD],
-                 f"chi-square p at T=1: {pvals[1.0]:.3g}, T=0.5: {pvals[0.5]:.3g}; top-{k} violations {violations}",
-                 "The sampler does not draw from softmax(logits / temperature): check that the temperature "
-                 "divides the logits before softmax and that top-k masks the rest to -inf.", "generation",
-                 values=values)
+    thresholds = [SAMPLER_P, TOPK_BAD]
+    declared = _declared_options(s.sampler)
+    cases, bad, failed = [], [], []
+    for option, value, case, ids in (c for c in OPTION_CASES if c[0] in declared):
+        case_logits = torch.tensor(case)
+        ref = _option_reference(case_logits, option, value, ids)
+        kwargs = {o: None for o in declared} | {option: value}
+        if "repetition_penalty" in declared:
+            kwargs["input_ids"] = None if ids is None else torch.tensor([ids]).repeat(n, 1)  # (n, T)
+        draws = s.sampler(case_logits.repeat(n, 1), 1.0, None, g, **kwargs).flatten().cpu()
+        counts = torch.bincount(draws, minlength=len(case)).double()
+        kept, seen = set((ref > 0).nonzero().flatten().tolist()), set(draws.unique().tolist())
+        p = _chi2_p(counts[ref > 0], ref[ref > 0]) if len(kept) > 1 else 1.0
+        name, rule = OPTION_RULES[option]
+        cases.append({"option": option, "value": value, "p_value": p, "violations": len(seen - kept),
+                      "kept": sorted(seen), "reference_kept": sorted(kept)})
+        if seen != kept or p < OPTION_P.fail:
+            failed.append(option)
+            bad.append(f"{name} {value:g} " + (f"kept tokens {seen} but the reference keeps {kept}" if seen != kept
+                       else f"frequencies differ from the reference (chi-square p {p:.3g})") + f": {rule}")
+    if cases:
+        values |= {"option_min_p_value": min(c["p_value"] for c in cases),
+                   "option_violations": sum(c["violations"] for c in cases)}
+        thresholds += [OPTION_P, OPTION_BAD]
+    missing = [o for o in OPTION_HINTS if o not in declared]
+    options = (f"; options exercised: {', '.join(declared) or 'none'}"
+               + (f"; not declared: {', '.join(missing)}" if missing else "") + "".join(f"; {b}" for b in bad))
+    core_ok = all(t.judge(values[t.name]) == PASS for t in (SAMPLER_P, TOPK_BAD))
+    hints = [] if core_ok else [("The sampler does not draw from softmax(logits / temperature): check that the "
+                                 "temperature divides the logits before softmax and that top-k masks the rest to -inf.")]
+    return judge("sampler", values, thresholds,
+                 f"chi-square p at T=1: {pvals[1.0]:.3g}, T=0.5: {pvals[0.5]:.3g}; top-{k} violations {violations}"
+                 + options, " ".join(hints + [OPTION_HINTS[o] for o in dict.fromkeys(failed)]), "generation",
+                 details={"options": cases}, values=values)
 
 
 def generations(s: Subject) -> list[str]:
     """Samples for the subject's prompts, computed once and shared by the text probes."""
-    cached = s.history.get("_generations")
+    return [s.tokenizer.decode(out[n:].tolist()) for n, out in generation_ids(s)]
+
+
+def generation_ids(s: Subject) -> list[tuple[int, torch.Tensor]]:
+    """(prompt length, ids (T,) of prompt + sample) per prompt, generated once per subject."""
+    cached = s.history.get("_generation_ids")
     if cached is None:
         cached = []
-        for i, prompt in enumerate(s.prompts):
+        for prompt in s.prompts:
             idx = torch.tensor([s.tokenizer.encode(prompt)], device=s.device)
             out = s.generate(s.model, idx, N_NEW)
-            cached.append(s.tokenizer.decode(out[0, idx.shape[1]:].tolist()))
-        s.history["_generations"] = cached
+            cached.append((idx.shape[1], out[0].detach()))
+        s.history["_generation_ids"] = cached
     return cached
 
 
@@ -194,3 +296,57 @@ def gibberish(s: Subject):
                  "Samples are not made of the training text's words: the model never learned (check the "
                  "loss), or decoding/sampling scrambles ids (check the tokenizer and sampler probes).",
                  "generation", details={"samples": gens[:3]}, values=values)
+
+
+# The samples' mean NLL per token under the model's own teacher-forced forward, minus the model's NLL
+# on the reference text. Sampling at temperature 1 from the model's own distribution gives tokens whose
+# expected NLL is the model's entropy, which is at most its cross-entropy on real text plus what its
+# own contexts add; a decoder that scrambles ids, a KV cache that feeds wrong positions or a sampler
+# drawing from the wrong distribution produces tokens the model itself finds unlikely. A half-trained
+# model writes poor text (gibberish FAILs) whose likelihood matches its text loss: not a generation bug.
+# Measured: the tests' user model (tests/test_root_cause.py) -0.02, +0.25, +0.04 nats at init, 300 and
+# 800 steps; bitcheck's tiny preset (selftest, seeds 0-2) -0.19, -0.37, -0.24; ids shifted by one in
+# the user's generate +7.5.
+SELF_NLL = Threshold("sample_nll_excess", warn=1.0, fail=1.5,
+                     source="healthy -0.37..+0.25 (user model 0/300/800 steps, selftest seeds 0-2); ids shifted +7.5")
+SELF_TOKENS = 64  # tokens of prompt + sample scored in one forward (the probes' context length)
+
+
+def _nll(model, ids: torch.Tensor, start: int) -> tuple[float, int]:
+    """Summed NLL of ids[start:] given the preceding ids (one forward over ids (T,)), and the count."""
+    with torch.no_grad():
+        logits = logits_of(model, ids[None, :-1]).float()[0]
+    nll = torch.nn.functional.cross_entropy(logits[start - 1:], ids[start:], reduction="sum")
+    return float(nll), ids.numel() - start
+
+
+@probe("sample_likelihood", branch="generation", needs=("generate", "prompts", "tokenizer", "texts"),
+       catches="generation that samples what the model does not predict (scrambled ids, KV-cache or sampler "
+               "bugs in the user's generate); tells a half-trained model's poor text from broken decoding",
+       fails_when="the samples' NLL under the model exceeds its NLL on the reference text by > 1.5 nats/token",
+       measured="healthy -0.37..+0.25 vs +7.5 (ids shifted in generate)")
+def sample_likelihood(s: Subject):
+    """The model's own samples are as likely under its teacher-forced forward as the reference text
+    is: poor samples from a correct decoder mean a weak model, not broken generation."""
+    model = s.model.eval()
+    total = count = 0.0
+    for n, ids in generation_ids(s):
+        ids = ids[:SELF_TOKENS].to(s.device)
+        if ids.numel() > max(n, 1):
+            nll, k = _nll(model, ids, max(n, 1))
+            total, count = total + nll, count + k
+    ref = torch.tensor(s.tokenizer.encode("".join(s.texts))[: 8 * SELF_TOKENS], device=s.device)
+    rows = ref[: ref.numel() // SELF_TOKENS * SELF_TOKENS].view(-1, SELF_TOKENS)
+    if not count or not rows.numel():
+        return judge("sample_likelihood", None, [SELF_NLL], "no sampled tokens or reference text to score", "",
+                     "generation")
+    ref_nll = sum(_nll(model, r, 1)[0] for r in rows) / (rows.numel() - rows.shape[0])
+    sample_nll = total / count
+    excess = sample_nll - ref_nll
+    return judge("sample_likelihood", excess, [SELF_NLL],
+                 f"samples {sample_nll:.2f} nats/token under the model vs its reference text {ref_nll:.2f} "
+                 f"({excess:+.2f})" + (": generation emits tokens the model does not predict" if excess > SELF_NLL.fail
+                                       else ": the samples are what the model predicts"),
+                 "The decoder does not sample what the model predicts: compare your generate's ids with "
+                 "argmax/softmax of a full forward pass (KV-cache positions, id offsets, the sampler).",
+                 "generation", details={"sample_nll": sample_nll, "reference_nll": ref_nll})

@@ -3,12 +3,15 @@ cannot see its future, and the model can memorise one batch.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
+import types
 
 import torch
 
-from probes.core import Subject, Threshold, first_batch, judge, lm_loss, logits_of, probe
+from probes import reference as ref
+from probes.core import Subject, Threshold, first_batch, judge, lm_loss, logits_of, probe, quant_layers
 
 # loss(fresh model) - ln(vocab). Measured: healthy tiny preset 0.063-0.069 (selftest, quick-arith);
 # a tied N(0, 1) embedding 112.
@@ -57,11 +60,14 @@ def loss_at_init(s: Subject):
 
 
 @probe("causal_leak", branch="loss",
-       catches="attention without the causal mask",
+       catches="attention without the causal mask (a leak that vanishes with per-token reference quantizers "
+               "is blamed on quantization)",
        fails_when="relative logit change > 1e-4",
        measured="0 vs 0.86")
 def causal_leak(s: Subject):
-    """Changing tokens after position t changes no logits at positions <= t."""
+    """Changing tokens after position t changes no logits at positions <= t. A leak that vanishes
+    when every quantized layer computes the reference b1.58 forward (per-token activation scale) comes
+    from the quantizers, not from attention: the result then points at quantization."""
     model = s.model.eval()
     vocab = s.vocab_size or 2
     if s.batches:
@@ -72,17 +78,56 @@ def causal_leak(s: Subject):
     t = T // 2
     x2 = x.clone()
     x2[:, t + 1:] = (x2[:, t + 1:] + 1 + torch.arange(T - t - 1, device=x.device)) % vocab
+    leak, first = _leak(model, x, x2, t)
+    branch, cause = "loss", ""
+    if leak > LEAK.fail:
+        layers = quant_layers(model, s.layer_pattern)
+        with reference_layers(layers):
+            without, _ = _leak(model, x, x2, t)
+        if layers and without <= LEAK.warn:
+            branch = "quantization"
+            cause = (f"; with the reference per-token quantizer in the {len(layers)} quantized layers it is "
+                     f"{without:.1e}: the quantized layers mix positions (activation scale not per token)")
+    return judge("causal_leak", leak, [LEAK],
+                 f"relative logit change at positions <= {t} from later tokens: {leak:.2e}"
+                 + (f" (first at position {first})" if first is not None else "") + cause,
+                 "The leak comes from the activation quantizer: take absmax per token, not over the sequence "
+                 "or the tensor." if cause else
+                 "Future tokens influence the past: use a causal mask (is_causal=True) in attention and "
+                 "check that targets are not fed as inputs.", branch)
+
+
+def _leak(model, x, x2, t: int) -> tuple[float, int | None]:
+    """Relative max logit change at positions <= t between inputs x and x2 (which differ after t),
+    and the first position that changed."""
     with torch.no_grad():
         a, b = logits_of(model, x), logits_of(model, x2)
     scale = a[:, :t + 1].abs().max().item() or 1.0
     leak = (a[:, :t + 1] - b[:, :t + 1]).abs().max().item() / scale
     per_pos = (a - b).abs().amax(dim=(0, 2))[:t + 1]
     first = int((per_pos > 1e-6 * scale).nonzero()[0]) if leak > 1e-6 else None
-    return judge("causal_leak", leak, [LEAK],
-                 f"relative logit change at positions <= {t} from later tokens: {leak:.2e}"
-                 + (f" (first at position {first})" if first is not None else ""),
-                 "Future tokens influence the past: use a causal mask (is_causal=True) in attention and "
-                 "check that targets are not fed as inputs.", "loss")
+    return leak, first
+
+
+@contextlib.contextmanager
+def reference_layers(layers: list):
+    """Within the block, each (name, layer) computes the reference b1.58 forward of its own latent
+    weight (probes/reference.py: per-token int8 activations, absmean ternary weights), plus its bias."""
+    def forward(self, x):
+        y = ref.bitlinear(x, self.weight)
+        bias = getattr(self, "bias", None)
+        return y + bias if isinstance(bias, torch.Tensor) else y
+    saved = [(m, m.__dict__.get("forward")) for _, m in layers]
+    for _, m in layers:
+        m.forward = types.MethodType(forward, m)
+    try:
+        yield
+    finally:
+        for m, own in saved:
+            if own is None:
+                del m.forward
+            else:
+                m.forward = own
 
 
 @probe("overfit_batch", branch="gradients", needs=("batches",),

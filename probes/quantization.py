@@ -140,3 +140,73 @@ class FlipWatch:
             total = sum(c.numel() for c in codes.values())
             self.records.append({"step": step + 1, "rate": changed / max(total, 1)})
         self._prev = codes
+
+
+# Per-token activation scale: each token's output of a quantized layer must not depend on the other
+# tokens' inputs (b1.58 takes absmax per token). The probe scales the last token of the layer's real
+# input (captured on the first batch, in the shape the model feeds it: (B, T, in) or (N, in)) by
+# TOKEN_BOOST, so that token holds the largest |x| of every row, column and of the tensor, and measures
+# the change of every *other* token's output. Measured (tests' user model, tests/test_root_cause.py;
+# bitcheck's tiny preset, selftest): per-token absmax exactly 0 (every healthy model); one scale per
+# tensor 0.086 / 0.083; absmax over the sequence axis (one scale per feature column) 0.017 / 0.013.
+TOKEN_BOOST = 8.0
+OTHER_TOKENS = Threshold("max_other_token_change", warn=1e-5, fail=1e-3,
+                         source="per-token absmax 0; per-sequence 0.013-0.017, per-tensor 0.083-0.086")
+
+
+def layer_inputs(model: torch.nn.Module, layers: list, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The first input each layer receives in a forward pass of the model on ids x (B, T)."""
+    from probes.core import logits_of
+    inputs: dict[str, torch.Tensor] = {}
+
+    def capture(name):
+        def hook(module, args, output):  # returns None: the output is left alone
+            inputs.setdefault(name, args[0].detach())
+        return hook
+    hooks = [m.register_forward_hook(capture(n)) for n, m in layers]
+    try:
+        with torch.no_grad():
+            logits_of(model.eval(), x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return inputs
+
+
+def other_token_change(layer: torch.nn.Module, inp: torch.Tensor) -> float:
+    """max over tokens but the last of |layer(x') - layer(x)| / max|layer(x)|, where x' is x with its last
+    token (along dim -2) scaled by TOKEN_BOOST. 0 for any per-token quantizer."""
+    boosted = inp.clone()
+    boosted[..., -1, :] *= TOKEN_BOOST
+    with torch.no_grad():
+        a, b = layer(inp)[..., :-1, :], layer(boosted)[..., :-1, :]
+    return float((a - b).abs().max() / a.abs().max().clamp(min=1e-30))
+
+
+@probe("per_token_scale", branch="quantization", needs=("batches",), kind="static",
+       catches="activation absmax taken per tensor or over the sequence axis instead of per token (it also "
+               "leaks the future into the past)",
+       fails_when="another token's output moves by > 1e-3 (relative) when one token's input grows 8x",
+       measured="per-token 0 vs 0.013-0.017 (per feature column over the sequence), 0.083-0.086 (per tensor)")
+def per_token_scale(s: Subject):
+    """Each quantized layer quantizes activations per token: on its real input, scaling one token
+    up leaves every other token's output unchanged."""
+    from probes.core import first_batch
+    layers = quant_layers(s.model, s.layer_pattern)
+    if not layers:
+        return judge("per_token_scale", None, [OTHER_TOKENS], "no quantized layers found", "", "quantization")
+    x = first_batch(s)[0][:2, :16]
+    inputs = layer_inputs(s.model, layers, x)
+    modules = dict(layers)
+    changes = {n: other_token_change(modules[n], inp) for n, inp in inputs.items() if inp.dim() >= 2 and inp.shape[-2] > 1}
+    if not changes:
+        return judge("per_token_scale", None, [OTHER_TOKENS], "no quantized layer ran on more than one token", "",
+                     "quantization")
+    worst = max(changes, key=changes.get)
+    return judge("per_token_scale", changes[worst], [OTHER_TOKENS],
+                 f"scaling one token's input {TOKEN_BOOST:g}x moves other tokens' outputs by {changes[worst]:.1e} "
+                 f"({worst})" + (": the activation scale is shared across tokens (per tensor or over the sequence "
+                                 "axis), not per token" if changes[worst] > OTHER_TOKENS.fail else ""),
+                 "Take the activation absmax per token: x.abs().amax(dim=-1, keepdim=True) over the features, "
+                 "not over the sequence axis or the whole tensor (a shared scale also leaks future tokens "
+                 "into earlier positions).", "quantization", details={"other_token_change": changes})

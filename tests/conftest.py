@@ -17,3 +17,31 @@ torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 def tiny_cfg():
     from bitcheck.config import ModelConfig
     return ModelConfig(vocab_size=21, n_embd=32, n_layer=2, n_head=4, n_kv_head=2, ffn_hidden=64, block_size=64)
+
+
+@pytest.fixture(scope="session")
+def user_files(tmp_path_factory):
+    """A user's own model (tests/user_models.py) with a real BPE (320 tokens) and generated stories:
+    its tokenizer, a text to diagnose with, and checkpoints their own trainer wrote. init.pt: fresh;
+    trained.pt: 800 steps; half.pt: 300 steps (learned, but poor samples); shifted2.pt: 800 steps on
+    labels shifted twice; tied.pt: a tied-head model saved without the duplicate head key; prefixed.pt:
+    trained.pt with every key under 'model.'. About 40 s of training."""
+    from synthetic.stories import generate_stories, stories_text
+    from bitcheck.tokenizer import train_bpe
+    from tests.user_models import UserLM, train
+    d = tmp_path_factory.mktemp("user")
+    tok = train_bpe(generate_stories(1000), 320)
+    tok.save(str(d / "tokenizer.json"))
+    (d / "text.txt").write_text(stories_text(60, seed=1))
+    ids = torch.tensor(tok.encode(stories_text(600, seed=2)).ids)
+    torch.manual_seed(0)
+    torch.save(UserLM(320).state_dict(), d / "init.pt")
+    trained = train(UserLM(320), ids, 800)
+    torch.save(trained.state_dict(), d / "trained.pt")
+    torch.save({"model." + k: v for k, v in trained.state_dict().items()}, d / "prefixed.pt")
+    torch.manual_seed(1)
+    torch.save(train(UserLM(320), ids, 300).state_dict(), d / "half.pt")
+    torch.save(train(UserLM(320), ids, 800, offset=2).state_dict(), d / "shifted2.pt")
+    tied = train(UserLM(320, tie=True), ids, 800).state_dict()
+    torch.save({k: v for k, v in tied.items() if k != "head.weight"}, d / "tied.pt")
+    return d

@@ -33,7 +33,7 @@ def test_interrupt_runs_only_static_probes():
     subject = Subject(model=LogitsOnly(BitNet(cfg)), batches=[(x, x)])
     after_ctrl_c = assess("quick-arith", subject, Evidence(stopped="interrupted", steps=5), {})
     ran = {p["name"] for p in after_ctrl_c.probes if p["status"] != "SKIP"}
-    assert ran and ran <= {"ternary_distribution", "quantization_applied", "inference_parity"}
+    assert ran and ran <= {"ternary_distribution", "quantization_applied", "inference_parity", "per_token_scale"}
     assert after_ctrl_c.verdict.category == Category.INTERRUPTED and after_ctrl_c.exit_code == 130
     full = assess("quick-arith", subject, Evidence(steps=5), {})
     assert {"causal_leak", "nonfinite"} <= {p["name"] for p in full.probes if p["status"] != "SKIP"}

@@ -7,42 +7,21 @@ import json
 import math
 
 import pytest
-import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from typer.testing import CliRunner
 
 from bitcheck.cli import app
 from bitcheck.tokenizer import train_bpe
-from synthetic.stories import generate_stories, stories_text
-from tests.user_models import LAYER_REGEX, UserLM
+from synthetic.stories import generate_stories
+from tests.user_models import LAYER_REGEX
 
 runner = CliRunner()
 VOCAB = 320
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    d = tmp_path_factory.mktemp("user")
-    tok = train_bpe(generate_stories(1000), VOCAB)
-    tok.save(str(d / "tokenizer.json"))
-    (d / "text.txt").write_text(stories_text(60, seed=1))
-    torch.manual_seed(0)
-    torch.save(UserLM(VOCAB).state_dict(), d / "init.pt")
-    # the user's own trainer: 800 AdamW steps on other generated stories (~10 s)
-    ids = torch.tensor(tok.encode(stories_text(600, seed=2)).ids)
-    model = UserLM(VOCAB)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    g = torch.Generator().manual_seed(0)
-    for _ in range(800):
-        ix = torch.randint(0, len(ids) - 65, (16,), generator=g)
-        x = torch.stack([ids[i:i + 64] for i in ix])
-        y = torch.stack([ids[i + 1:i + 65] for i in ix])
-        loss = torch.nn.functional.cross_entropy(model(x).flatten(0, 1), y.flatten())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    torch.save(model.state_dict(), d / "trained.pt")
-    return d
+def files(user_files):
+    return user_files  # tests/conftest.py: the tokenizer, text and checkpoints of the user's own trainer
 
 
 def _sha(p) -> str:

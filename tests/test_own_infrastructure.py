@@ -115,7 +115,7 @@ def _session(tmp_path, **kw):
 
 
 @pytest.mark.parametrize("bug,steps,part,probe", [
-    ("labels_shifted_twice", 400, "data/tokenizer", "label_offset"),
+    ("labels_shifted_twice", 400, "data/labels", "label_offset"),
     ("loss_over_ignored", 200, "loss/causality", "logged_loss"),
     ("lr_per_micro_batch", 200, "optimizer", "schedule_shape"),
 ])

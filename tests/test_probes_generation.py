@@ -56,7 +56,7 @@ def test_repetition_both_ways():
     s = subject(generate=_text_generator(lambda seed: "12 + 7 = 19\n" * 10))
     r = result(s, "repetition")
     assert r.status == "FAIL" and r.value["loop_ending_share"] == 1.0
-    assert part(s, "repetition") == "generation"
+    assert part(s, "repetition") == "capacity"  # alone, poor samples may be a weak model's (#14)
 
 
 def test_gibberish_both_ways():
@@ -70,7 +70,7 @@ def test_gibberish_both_ways():
     s = subject(generate=_text_generator(noise))
     r = result(s, "gibberish")
     assert r.status == "FAIL", r.message
-    assert part(s, "gibberish") == "generation"
+    assert part(s, "gibberish") == "capacity"  # alone, poor samples may be a weak model's (#14)
 
 
 def test_text_statistics():
@@ -79,3 +79,58 @@ def test_text_statistics():
     assert seq_rep_n(list("abcdefgh")) == 0.0
     assert ends_in_loop("hello the end the end the end ")
     assert not ends_in_loop("12 + 7 = 19\n3 - 1 = 2\n")
+
+
+def _options_sampler(bug=None):
+    """A sampler with top_p, min_p and a repetition penalty (the Hugging Face warpers), or one planted bug:
+    'top_p' keeps only cumsum <= p, 'min_p' compares with min_p instead of min_p * max prob, 'divide'
+    divides every penalised logit (wrong for negative ones)."""
+    def sampler(logits, temperature, top_k, generator, top_p=None, min_p=None, repetition_penalty=None,
+                input_ids=None):
+        logits = logits.float()
+        if repetition_penalty is not None:
+            prev = logits.gather(-1, input_ids)  # (B, T)
+            fixed = torch.where(prev > 0, prev / repetition_penalty, prev * repetition_penalty)
+            logits = logits.scatter(-1, input_ids, prev / repetition_penalty if bug == "divide" else fixed)
+        if min_p is not None:
+            probs = logits.softmax(-1)
+            bar = min_p if bug == "min_p" else min_p * probs.amax(-1, keepdim=True)
+            logits = logits.masked_fill(probs < bar, float("-inf"))
+        if top_p is not None:
+            ordered, order = torch.sort(logits, descending=True)  # (B, V)
+            probs = ordered.softmax(-1)
+            drop = probs.cumsum(-1) > top_p if bug == "top_p" else probs.cumsum(-1) - probs >= top_p
+            drop[:, 0] = False  # the top token always stays
+            logits = logits.scatter(-1, order, ordered.masked_fill(drop, float("-inf")))
+        return sample_next(logits, temperature, top_k, None, generator)
+    return sampler
+
+
+def test_sampler_options_both_ways():
+    """Declared top-p, min-p and repetition penalty following the reference pass; each planted bug fails by name."""
+    s = subject(sampler=_options_sampler())
+    r = result(s, "sampler")
+    assert r.status == "PASS" and r.value["option_violations"] == 0, r.message
+    assert "options exercised: top_p, min_p, repetition_penalty" in r.message
+    for bug, name in (("top_p", "top-p 0.6 kept tokens {0} but the reference keeps {0, 1}"),
+                      ("min_p", "min-p 0.5 kept tokens {0}"), ("divide", "repetition penalty 2")):
+        s.sampler = _options_sampler(bug)
+        r = result(s, "sampler")
+        assert r.status == "FAIL" and name in r.message, r.message
+    assert "crossing p" in result(subject(sampler=_options_sampler("top_p")), "sampler").hint
+
+
+def test_sampler_options_not_declared():
+    """(logits, temperature, top_k, generator) alone, or with a bare **kwargs, passes and says what went unchecked."""
+    for fn in (lambda logits, t, k, g: sample_next(logits, t, k, None, g),
+               lambda logits, t, k, g, **kw: sample_next(logits, t, k, None, g)):
+        r = result(subject(sampler=fn), "sampler")
+        assert r.status == "PASS" and "option_min_p_value" not in r.value, r.message
+        assert "not declared: top_p, min_p, repetition_penalty" in r.message
+
+
+def test_own_sampler_top_p():
+    """bitcheck's own sampler declares top_p, and its top-p keeps the token crossing p."""
+    r = result(subject(), "sampler")
+    assert r.status == "PASS" and "options exercised: top_p;" in r.message, r.message
+    assert [c["option"] for c in r.details["options"]] == ["top_p"] * 3

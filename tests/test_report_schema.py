@@ -32,7 +32,7 @@ METRICS = {
         "vocab_size"},
     "diagnose-tensors": {"file", "format", "nested_under", "params", "prefixes_stripped", "tensors"},
     "diagnose-user": {"factory", "file", "format", "learned", "ln_vocab", "model_vocab", "params",
-        "quantized_layers", "text", "text_loss", "tokenizer", "tokenizer_vocab", "unigram_entropy"},
+        "quantized_layers", "text", "text_entropy", "text_loss", "tokenizer", "tokenizer_vocab", "unigram_entropy"},
     "diagnose-user-bare": {"factory", "file", "format", "model_vocab", "params", "quantized_layers", "text",
         "tokenizer"},
 }

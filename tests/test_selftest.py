@@ -24,9 +24,9 @@ def test_selftest_fast_subset():
 
 @pytest.mark.slow
 def test_selftest_full_matrix():
-    """Three healthy seeds and all twelve bugs."""
+    """Three healthy seeds and all nineteen bugs (seven from #14: root causes, not first symptoms)."""
     report = _check(CliRunner().invoke(app, ["selftest", "--seeds", "3", "--json"]))
-    assert len(report["bugs"]) == 12 and len(report["healthy"]) == 3
+    assert len(report["bugs"]) == 19 and len(report["healthy"]) == 3
 
 
 def test_selftest_bad_bug_name():
