@@ -230,8 +230,9 @@ def build_for_training(adapter: Adapter, cfg: ModelConfig, tcfg: TrainConfig, la
     Raises UserModelError (exit 2) for any of their mistakes."""
     model = build_user_model(adapter, cfg, tcfg.seq_len, device)
     if not quant_layers(model.net, layers):
-        raise UserModelError("no quantized layers found in your model: bitcheck looks for modules whose class "
-                             "name contains 'BitLinear'; name yours with --layers REGEX (over module names)")
+        raise UserModelError("no quantized layers found in your model: none is named *BitLinear* and none applies "
+                             "a ternary weight to one-hot inputs, so it may not be quantized at all; if it is, name "
+                             "its layers with --layers REGEX (over module names)")
     if adapter.optimizer is None:
         return model, None, None
     return (model, *user_optimizer(adapter, model.net, Recipe.from_config(tcfg)))

@@ -295,30 +295,50 @@ def export(
 @app.command()
 @_cli
 def conform(
-    layer: Annotated[str, typer.Argument(help="Your quantized linear layer, as module.path:LayerClass, built "
-                                         "as LayerClass(in_features, out_features).")],
+    layer: Annotated[Optional[str], typer.Argument(help="Your quantized linear layer, as module.path:LayerClass, built "
+                                                   "as LayerClass(in_features, out_features); optional with --factory.")] = None,
     factory: Annotated[Optional[str], typer.Option(help="module.path:function(in_features, out_features) -> "
                                                    "layer, when the class needs more arguments.")] = None,
+    device: Annotated[str, typer.Option(help="Where the layer runs: cpu, or cuda for CUDA-only kernels.")] = "cpu",
+    input_rank: Annotated[int, typer.Option(help="2: call the layer on (N, in); 3: on (1, N, in), for layers "
+                                            "that take only (B, T, in).")] = 2,
     examples: Annotated[int, typer.Option(help="Hypothesis examples per property.")] = 100,
     json_out: JsonOpt = False,
 ) -> None:
     """Run the BitNet b1.58 property tests against YOUR BitLinear (hypothesis, shrunk counterexamples).
 
-    Properties: ternary weights times one scale; the mean|W| scale convention with ties rounded to
-    even; per-token int8 activations; STE gradients equal the reference; finite on all-zero rows;
-    deterministic. Each failure prints hypothesis' minimal example and the fix. Exit 0 when all
-    hold, 1 when any fails, 2 for a bad LAYER or --factory.
+    Properties: ternary weights times one scale (not binary); the mean|W| scale convention with ties
+    rounded to even; per-token int8 activations; STE gradients equal the reference; finite on all-zero
+    rows; deterministic; no bias. The layer's pieces are measured apart first, so a failure names its
+    cause (a bias, an in-layer norm, binary codes, one activation scale per tensor, a non-identity STE).
+    Each failure prints hypothesis' minimal example with the layer's output, the expected value and the
+    seed, and the fix. Exit 0 when all hold, 1 when any fails, 2 for a bad LAYER or --factory, or a layer
+    that cannot be tested as given (one line saying how: --factory, --device, --input-rank).
     """
     from bitcheck.user_model import import_object
-    from probes.conform import check_layer
+    from probes.conform import Harness, Untestable, check_layer
 
     if examples <= 0:
         raise UserError(f"--examples must be positive, got {examples}")
-    cls = import_object(layer, "LAYER")
-    make = import_object(factory, "--factory") if factory else cls
-    results = [r.to_dict() for r in check_layer(lambda i, o: make(i, o), max_examples=examples)]
-    _print({"command": "conform", "layer": layer, "properties": results}, json_out, render.render_conform)
+    if input_rank not in (2, 3):
+        raise UserError(f"--input-rank must be 2 or 3, got {input_rank}")
+    if layer is None and factory is None:
+        raise UserError("give the layer as module.path:LayerClass, or --factory module.path:function")
+    if device.startswith("cuda") and not torch_cuda_available():
+        raise UserError(f"--device {device}: CUDA is not available on this machine")
+    make = import_object(factory, "--factory") if factory else import_object(layer, "LAYER")
+    try:
+        results = [r.to_dict() for r in check_layer(Harness(lambda i, o: make(i, o), device, input_rank),
+                                                    max_examples=examples)]
+    except Untestable as e:
+        raise UserError(f"cannot test {layer or factory}: {e}") from None
+    _print({"command": "conform", "layer": layer or factory, "properties": results}, json_out, render.render_conform)
     raise typer.Exit(1 if any(r["status"] != "PASS" for r in results) else 0)
+
+
+def torch_cuda_available() -> bool:
+    import torch
+    return torch.cuda.is_available()
 
 
 # ---- reports and the self-test -------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from bitcheck import checkpoint as ckpts
+from bitcheck import hf
 from bitcheck import tokenizer as toks
 from bitcheck.assess import Report, assess, run_curve
 from bitcheck.config import ConfigError
@@ -86,8 +87,12 @@ def diagnose(path: str | Path, device: str = "auto", factory=None, tokenizer: st
         dev = str(resolve_device(device))
     except ConfigError as e:
         raise DiagnoseError(str(e)) from None
-    if not Path(path).is_file():
-        raise DiagnoseError(f"{path}: no such file")
+    folder = hf.is_folder(path)
+    if not Path(path).is_file() and not folder:
+        raise DiagnoseError(f"{path}: no such file" + (" (a folder needs config.json: a Hugging Face model folder)"
+                                                       if Path(path).is_dir() else ""))
+    if folder and factory is None:
+        factory = hf.folder_factory(path)  # transformers loads it; the probes run as on a user's model
     if factory is None and (tokenizer or text or layers):
         raise DiagnoseError("--tokenizer, --text and --layers need the model code: give --model module.path:factory")
     if factory is not None:
@@ -171,19 +176,34 @@ def _diagnose_tensors(obj: object, path: Path, fmt: str) -> Report:
     sd, nested = find_state_dict(obj, str(path))
     sd, prefixes = ckpts.strip_prefixes(sd)
     metrics = {"file": str(path), "format": fmt if fmt == "safetensors" else "state dict",
-               "nested_under": nested, "prefixes_stripped": prefixes, "tensors": len(sd),
-               "params": sum(v.numel() for v in sd.values())}
+               "nested_under": nested, "prefixes_stripped": prefixes, "tensors": len(sd), "params": count_params(sd)}
     return assess("diagnose", tensors_subject(sd), Evidence(run_dir=str(path)), metrics, TENSORS)
+
+
+def count_params(sd: dict[str, torch.Tensor]) -> int:
+    """Weights, not stored elements: a packed uint8 weight with a `weight_scale` beside it (the HF BitNet
+    layout) holds four 2-bit codes per byte, and the scale itself is no weight."""
+    def n(k, v):
+        if k.endswith("weight_scale") and k[:-len("_scale")] in sd:
+            return 0
+        packed = v.dtype == torch.uint8 and k.endswith("weight") and f"{k}_scale" in sd
+        return v.numel() * (4 if packed else 1)
+    return sum(n(k, v) for k, v in sd.items())
 
 
 def _diagnose_user(factory, path: Path, device: str, tokenizer: str | None, text: str | None,
                    layers: str | None) -> Report:
     subject, facts = user_subject(call_factory(factory, str(path)), device, tokenizer, text, layers)
     try:  # the checkpoint's own tensors, to check that the factory loaded them (probes/loading.py)
-        subject.tensors = find_state_dict(load_file(path)[0], str(path))[0]
+        subject.tensors = (hf.folder_tensors(path) if hf.is_folder(path)
+                           else find_state_dict(load_file(path)[0], str(path))[0])
     except DiagnoseError as e:
         subject.skip["weights_loaded"] = f"the checkpoint file is not a state dict bitcheck can read ({e})"
+    if hf.is_folder(path):
+        config = hf.read_config(path)
+        facts.update(model_type=config.get("model_type"), quantization_config=config.get("quantization_config"))
     learned = facts.get("learned")  # None without --text: nothing says whether the model learned
-    metrics = {"file": str(path), "format": "user model", "factory": getattr(factory, "__name__", str(factory)),
+    metrics = {"file": str(path), "format": "hugging face folder" if hf.is_folder(path) else "user model",
+               "factory": getattr(factory, "__name__", str(factory)),
                "text": text, "tokenizer": tokenizer, **facts}
     return assess("diagnose", subject, Evidence.from_metrics(metrics, [], learned, str(path)), metrics, QUICK)

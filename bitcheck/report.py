@@ -260,6 +260,24 @@ table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;pad
 """
 
 
+def _collapse_skips(probes: list[dict]) -> list[dict]:
+    """SKIPs that share a reason become one row naming them all (a tensors-only diagnosis skips fourteen
+    probes for the same missing model code), in the place of the first."""
+    by_reason: dict[str, list[str]] = {}
+    for p in probes:
+        if p["status"] == "SKIP":
+            by_reason.setdefault(p.get("message", ""), []).append(p["name"])
+    rows, done = [], set()
+    for p in probes:
+        reason = p.get("message", "")
+        if p["status"] != "SKIP" or len(by_reason[reason]) == 1:
+            rows.append(p)
+        elif reason not in done:
+            done.add(reason)
+            rows.append({"name": ", ".join(by_reason[reason]), "status": "SKIP", "value": None, "message": reason})
+    return rows
+
+
 def render_terminal(report: dict, console) -> None:
     """A metrics table, a probes table and a verdict panel on the given rich console."""
     from rich.panel import Panel
@@ -279,7 +297,7 @@ def render_terminal(report: dict, console) -> None:
         pt = Table(title="probes", show_header=True)
         for col in ("probe", "status", "key value", "message"):
             pt.add_column(col, overflow="fold")
-        for p in report["probes"]:
+        for p in _collapse_skips(report["probes"]):
             style = STATUS_STYLE.get(p["status"], "")
             value = p.get("value")
             if isinstance(value, dict):  # the first entry is the probe's headline figure

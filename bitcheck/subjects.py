@@ -221,8 +221,9 @@ def user_subject(um: UserModel, device: str, tokenizer_path: str | None, text_pa
             raise UserModelError(f"--layers {layers!r} is not a regular expression ({e})") from None
     found = quant_layers(model, layers)
     if not found:
-        raise UserModelError("no quantized layers found: bitcheck looks for modules whose class name contains "
-                             "'BitLinear'; name yours with --layers REGEX (over module names, e.g. 'proj|fc')")
+        raise UserModelError("no quantized layers found: none is named *BitLinear* and none applies a ternary "
+                             "weight to one-hot inputs, so the model may simply not be quantized (full precision); "
+                             "if it is, name its layers with --layers REGEX (over module names, e.g. 'proj|fc')")
     facts["quantized_layers"] = len(found)
     if tok is not None:
         tv = tok.vocab_size

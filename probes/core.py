@@ -155,16 +155,51 @@ def logits_of(model: nn.Module, idx: torch.Tensor) -> torch.Tensor:
 
 
 def quant_layers(model: nn.Module, pattern: str | None = None) -> list[tuple[str, nn.Module]]:
-    """Quantized linear layers: any module whose class name contains 'BitLinear', or whose name
-    matches the user's regex, and that has a 2-D weight."""
-    found = []
-    for name, m in model.named_modules():
-        w = getattr(m, "weight", None)
-        if not isinstance(w, torch.Tensor) or w.dim() != 2:
-            continue
-        if "bitlinear" in type(m).__name__.lower() or (pattern and re.search(pattern, name)):
-            found.append((name, m))
-    return found
+    """Quantized linear layers: any module with a 2-D weight whose class name contains 'BitLinear' or
+    whose name matches the user's regex; when neither finds one, the modules that behave as quantized
+    (`behaves_quantized`: e.g. a `BitNetLinear`, or a plain nn.Linear with a quantizing weight subclass)."""
+    candidates = [(name, m) for name, m in model.named_modules()
+                  if isinstance(getattr(m, "weight", None), torch.Tensor) and m.weight.dim() == 2]
+    found = [(name, m) for name, m in candidates
+             if "bitlinear" in type(m).__name__.lower() or (pattern and re.search(pattern, name))]
+    if found or pattern:
+        return found
+    return [(name, m) for name, m in candidates if behaves_quantized(m)]
+
+
+BEHAVIOUR_COLUMNS = 8  # one-hot inputs per layer: enough columns to see zeros and one magnitude
+
+
+@torch.no_grad()
+def behaves_quantized(m: nn.Module) -> bool:
+    """The module applies a ternary weight: its weight is a tensor subclass (torchao's quantized training
+    weights), or its response to a few one-hot inputs (exact under per-token int8 activations) is one
+    magnitude with zeros, unlike its stored weight."""
+    w = m.weight
+    if type(w) not in (torch.Tensor, nn.Parameter) and type(getattr(w, "data", w)) is not torch.Tensor:
+        return True
+    if not w.is_floating_point() or w.shape[1] < 2:
+        return False
+    n_in = w.shape[1]
+    cols = torch.linspace(0, n_in - 1, min(BEHAVIOUR_COLUMNS, n_in)).long()
+    eye = torch.zeros(len(cols), n_in, dtype=w.dtype, device=w.device)
+    eye[torch.arange(len(cols)), cols] = 1.0
+    try:
+        out = m(eye)
+        out = out[0] if isinstance(out, (tuple, list)) else out
+        zero = m(torch.zeros_like(eye[:1]))
+        zero = zero[0] if isinstance(zero, (tuple, list)) else zero
+    except Exception:  # noqa: BLE001 - not a (N, in) -> (N, out) layer (embeddings, convolutions ...)
+        return False
+    if not isinstance(out, torch.Tensor) or out.shape != (len(cols), w.shape[0]):
+        return False
+    applied = (out - zero).double()  # (k, out): columns of the applied weight
+    mags = applied.abs()[applied != 0]
+    if mags.numel() == 0 or not bool((applied == 0).any()):
+        return False
+    one_level = float(mags.max() / mags.min() - 1) < 1e-3
+    stored = w[:, cols].T.double()
+    return one_level and not torch.allclose(applied, stored, rtol=1e-3, atol=0.0)
 
 
 # ---- registry and runner --------------------------------------------------------------------------

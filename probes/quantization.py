@@ -17,6 +17,10 @@ from probes.core import FAIL, Subject, Threshold, judge, probe, quant_layers
 # per layer inflating mean|W|) gives 0.99998.
 ZERO_SHARE = Threshold("max_zero_share", warn=0.75, fail=0.9, source="healthy 0.32-0.385; collapse 0.99998")
 NON_TERNARY = Threshold("non_ternary_layers", warn=None, fail=0, source="any non-ternary layer is a bug")
+# A layer of >= BINARY_MIN_WEIGHTS weights with one magnitude and no zero code is binary (b1): b1.58's
+# absmean rounding gives Gaussian-like latents ~31% zeros (0.32-0.385 measured above).
+BINARY_MIN_WEIGHTS = 256
+BINARY = Threshold("binary_layers", warn=None, fail=0, source="healthy: every layer has zeros; b1 sign codes: none")
 # Flip rate: share of ternary codes that changed between the last two snapshots (100 steps apart in
 # quick-arith). Healthy selftest runs: 0.059-0.070 at step 400 (3 seeds). A WARN only: no planted bug needs it (an LR
 # blow-up flips 0.056 per 10 steps and is caught by update_ratio), but churn above 0.3 is worth a look.
@@ -42,14 +46,14 @@ def ternary_stats(w_eff: torch.Tensor) -> dict:
     scale = nz.max().item() if nz.numel() else 0.0
     levels = int(torch.unique(torch.round(nz / scale * 1e4)).numel()) if nz.numel() else 0
     n = w_eff.numel()
-    return {"scale": scale, "levels": levels,
+    return {"scale": scale, "levels": levels, "n": n,
             "minus": (w_eff < 0).sum().item() / n, "zero": (w_eff == 0).sum().item() / n,
             "plus": (w_eff > 0).sum().item() / n}
 
 
 @probe("ternary_distribution", branch="quantization", kind="static",
-       catches="collapse to zeros; a layer that is not ternary; code churn (WARN)",
-       fails_when="zero share > 0.9, any layer with > 1 nonzero magnitude",
+       catches="collapse to zeros; a layer that is not ternary, or binary (b1: no zero codes); code churn (WARN)",
+       fails_when="zero share > 0.9, any layer with > 1 nonzero magnitude, any layer of >= 256 weights without a zero",
        measured="0.32-0.385 vs collapse 0.99998; 14/14 layers non-ternary with quantization skipped")
 def ternary_distribution(s: Subject):
     """Per layer: shares of -1/0/+1 in the effective weights and the scale. FAIL when a layer is not
@@ -60,10 +64,11 @@ def ternary_distribution(s: Subject):
         return judge("ternary_distribution", None, [NON_TERNARY], "no quantized layers found", "", "quantization")
     table = {name: ternary_stats(effective_weight(m)) for name, m in layers}
     non_ternary = [n for n, t in table.items() if t["levels"] > 1]
+    binary = [n for n, t in table.items() if t["levels"] == 1 and t["zero"] == 0 and t["n"] >= BINARY_MIN_WEIGHTS]
     zero = max(t["zero"] for t in table.values())
     flips = s.history.get("flip_rates", [])
-    values = {"max_zero_share": zero, "non_ternary_layers": len(non_ternary)}
-    thresholds = [ZERO_SHARE, NON_TERNARY]
+    values = {"max_zero_share": zero, "non_ternary_layers": len(non_ternary), "binary_layers": len(binary)}
+    thresholds = [ZERO_SHARE, NON_TERNARY, BINARY]
     if flips:
         values["last_flip_rate"] = flips[-1]["rate"]
         thresholds.append(FLIP_RATE)
@@ -71,12 +76,15 @@ def ternary_distribution(s: Subject):
     if non_ternary:
         msg = f"{len(non_ternary)}/{len(table)} layers are not ternary (e.g. {non_ternary[0]}: " \
               f"{table[non_ternary[0]]['levels']} magnitudes)"
+    elif binary:
+        msg = f"{len(binary)}/{len(table)} layers are binary (b1), not ternary (b1.58): no zero codes (e.g. {binary[0]})"
     else:
         msg = f"{len(table)} layers ternary; largest zero share {zero:.2f} ({worst_layer})"
     if flips:
         msg += f"; flip rate {flips[-1]['rate']:.3f} at step {flips[-1]['step']}"
     hint = ("The forward pass does not use quantized weights: apply weight_quant (with STE) in every "
             "BitLinear." if non_ternary else
+            "b1.58 rounds W / mean|W| to {-1, 0, 1}: sign() gives binary b1 codes." if binary else
             "Weights collapsed to zero: an outlier inflates mean|W|, or weight decay/LR is too high.")
     return judge("ternary_distribution", values, thresholds, msg, hint, "quantization",
                  details={"layers": table, "flip_rates": flips}, values=values)

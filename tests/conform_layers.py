@@ -83,3 +83,104 @@ class Noisy(GoodBitLinear):
 def make_good(in_features, out_features):
     """A factory, as `--factory tests.conform_layers:make_good` takes it."""
     return GoodBitLinear(in_features, out_features)
+
+
+# ---- #15: layers that deviate as real community and library layers do (each written independently) -----
+
+class WithBias(GoodBitLinear):
+    """A correct b1.58 layer that also adds a bias (HF AutoBitLinear's default bias=True)."""
+
+    def __init__(self, in_features, out_features):
+        nn.Linear.__init__(self, in_features, out_features, bias=True)
+        with torch.no_grad():
+            self.bias.uniform_(0.5, 1.0)
+
+    def forward(self, x):
+        return super().forward(x) + self.bias
+
+
+class BinaryCentred(GoodBitLinear):
+    """b1 (BitNet 2023): weights sign(W - mean W) times mean|W|, no zero codes."""
+
+    def forward(self, x):
+        w = self.weight
+        wb = torch.where(w - w.mean() >= 0, 1.0, -1.0) * w.abs().mean()
+        return F.linear(x + (_aq(x) - x).detach(), w + (wb - w).detach())
+
+
+class InLayerNorm(GoodBitLinear):
+    """RMSNorm (unit gain) on the input inside the layer, before activation quantization."""
+
+    def forward(self, x):
+        return super().forward(x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6))
+
+
+class PerTensorAct128(GoodBitLinear):
+    """One activation scale for the whole tensor, with 128 levels instead of 127."""
+
+    def forward(self, x):
+        s = 128.0 / x.abs().max().clamp(min=1e-5)
+        xq = (x * s).round().clamp(-128, 127) / s
+        return F.linear(x + (xq - x).detach(), self.weight + (_wq(self.weight) - self.weight).detach())
+
+
+class GradScaledByMeanW(GoodBitLinear):
+    """The STE written on the codes, then times a detached scale: the weight gradient is mean|W| x the STE's."""
+
+    def forward(self, x):
+        s = self.weight.abs().mean().clamp(min=1e-5).detach()
+        codes = (self.weight / s).round().clamp(-1, 1)
+        return F.linear(x + (_aq(x) - x).detach(), (self.weight + (codes - self.weight).detach()) * s)
+
+
+class HalfUpRounding(GoodBitLinear):
+    """Rounds |W| / mean|W| half away from zero (0.5 -> 1) instead of to even (0.5 -> 0)."""
+
+    def forward(self, x):
+        s = self.weight.abs().mean().clamp(min=1e-5)
+        v = self.weight / s
+        wq = (torch.sign(v) * torch.floor(v.abs() + 0.5)).clamp(-1, 1) * s
+        return F.linear(x + (_aq(x) - x).detach(), self.weight + (wq - self.weight).detach())
+
+
+class SmallRowsUnclamped(GoodBitLinear):
+    """Dequantizes with a scale floored at 1.27e-3 = 127 x eps where quantization floors at eps: rows with
+    max|x| below 1.27e-3 come out too small."""
+
+    def forward(self, x):
+        m = x.abs().amax(dim=-1, keepdim=True)
+        q = (x * 127.0 / m.clamp(min=1e-5)).round().clamp(-128, 127)
+        xq = q * m.clamp(min=1e-5) / 127.0 * (m / m.clamp(min=1.27e-3))  # below 1.27e-3: shrunk by m / 1.27e-3
+        return F.linear(x + (xq - x).detach(), self.weight + (_wq(self.weight) - self.weight).detach())
+
+
+class PackedOnly(nn.Module):
+    """An inference-only layer: 2-bit codes packed in uint8 and a scale, no latent weight."""
+
+    def __init__(self, in_features, out_features):
+        super().__init__()
+        self.register_buffer("packed", torch.zeros((out_features + 3) // 4, in_features, dtype=torch.uint8))
+        self.register_buffer("weight_scale", torch.ones(1))
+
+    def forward(self, x):
+        return x.new_zeros(*x.shape[:-1], self.packed.shape[0] * 4)
+
+
+class Only3D(GoodBitLinear):
+    """A correct layer whose forward insists on (B, T, in)."""
+
+    def forward(self, x):
+        if x.dim() != 3:
+            raise ValueError(f"expected (B, T, C) input, got {tuple(x.shape)}")
+        return super().forward(x)
+
+
+class NeedsConfig(GoodBitLinear):
+    """Built from a config object, not (in_features, out_features)."""
+
+    def __init__(self, config):
+        super().__init__(config["in"], config["out"])
+
+
+def make_needs_config(in_features, out_features):
+    return NeedsConfig({"in": in_features, "out": out_features})

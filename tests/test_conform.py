@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from bitcheck.cli import app
 from bitcheck.model import BitLinear
-from probes.conform import check_layer
+from probes.conform import Harness, Untestable, check_layer
 from tests import conform_layers as L
 
 EXAMPLES = 40
@@ -55,3 +55,98 @@ def test_cli_exit_codes_and_json():
                          ("bitcheck.model:Nope", "has no attribute")]:
         r = runner.invoke(app, ["conform", spec])
         assert r.exit_code == 2 and needle in r.output and "Traceback" not in r.output, r.output
+
+
+# ---- #15: name the deviation, not a symptom --------------------------------------------------------
+
+def _failed(layer, **kw) -> dict:
+    return {r.name: r.message for r in check_layer(Harness(lambda i, o: layer(i, o), **kw), max_examples=EXAMPLES)
+            if r.status != "PASS"}
+
+
+@pytest.mark.parametrize("layer, named", [
+    (L.WithBias, {"no_bias": "adds a bias"}),
+    (L.BinaryCentred, {"ternary_weights": "binary (b1), not ternary (b1.58)", "scale_convention": "binary (b1)"}),
+    (L.InLayerNorm, {"scale_convention": "off by the constant factor 1.414", "int8_activations": "normalises its input",
+                     "ste_gradients": "normalises its input"}),
+    (L.PerTensorActQuant, {"int8_activations": "shared across tokens (one per tensor)"}),
+    (L.PerTensorAct128, {"scale_convention": "128 levels", "int8_activations": "one activation scale for the whole "
+                         "tensor, with 128 levels", "ste_gradients": "consequence of the activation quantizer"}),
+    (L.GradScaledByMeanW, {"ste_gradients": "the STE is not the identity"}),
+    (L.HalfUpRounding, {"scale_convention": "round half up"}),
+    (L.SmallRowsUnclamped, {"int8_activations": "only rows with max|x| < 0.00127 differ"}),
+    (L.FullPrecision, {"ternary_weights": "applies its weight as stored", "scale_convention": "applies its weight as stored",
+                       "int8_activations": "activation quantizer is missing", "ste_gradients": "see int8_activations"}),
+    (L.NoActQuant, {"int8_activations": "activation quantizer is missing", "ste_gradients": "see int8_activations"}),
+    (L.Noisy, {"deterministic": "two calls differ", **{p: "not deterministic" for p in (
+        "ternary_weights", "scale_convention", "int8_activations", "ste_gradients")}}),
+])
+def test_each_deviation_is_named_for_what_it_is(layer, named):
+    """Exactly the properties named fail, each naming the cause (the pieces are measured apart first), and
+    the weight-path bugs do not fail int8_activations or ste_gradients."""
+    failed = _failed(layer)
+    assert set(failed) == set(named), failed
+    for prop, words in named.items():
+        assert words in failed[prop], (prop, failed[prop])
+
+
+@pytest.mark.parametrize("layer, kw, words", [
+    (L.PackedOnly, {}, "inference-only layer"),
+    (L.Only3D, {}, "rerun with --input-rank 3"),
+    (L.NeedsConfig, {}, "could not build the layer"),
+])
+def test_untestable_layers_are_one_clear_error(layer, kw, words):
+    with pytest.raises(Untestable, match=words.replace("-", "\\-")):
+        check_layer(Harness(lambda i, o: layer(i, o), **kw), max_examples=EXAMPLES)
+
+
+def test_the_testable_forms_pass():
+    assert not _failed(L.Only3D, input_rank=3)
+    assert not {r.name for r in check_layer(L.make_needs_config, max_examples=EXAMPLES) if r.status != "PASS"}
+
+
+def test_counterexample_reproduces():
+    """The shrunk example carries the seed, the layer's output and the expected value."""
+    r = {r.name: r for r in check_layer(lambda i, o: L.InvertedScale(i, o), max_examples=EXAMPLES)}["scale_convention"]
+    assert {"seed", "output", "expected"} <= set(r.counterexample) and r.counterexample["output"] != r.counterexample["expected"]
+
+
+def test_cli_untestable_factory_alone_and_input_rank():
+    runner = CliRunner()
+    r = runner.invoke(app, ["conform", "tests.conform_layers:PackedOnly"])
+    assert r.exit_code == 2 and "inference-only" in r.output and "Traceback" not in r.output, r.output
+    r = runner.invoke(app, ["conform", "tests.conform_layers:Only3D", "--examples", "10"])
+    assert r.exit_code == 2 and "--input-rank 3" in " ".join(r.output.split()), r.output
+    r = runner.invoke(app, ["conform", "tests.conform_layers:Only3D", "--input-rank", "3", "--examples", "10"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["conform", "--factory", "tests.conform_layers:make_needs_config", "--examples", "10"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["conform"])
+    assert r.exit_code == 2 and "--factory" in r.output
+
+
+transformers = pytest.importorskip("transformers", reason="the Hugging Face layers need `pip install bitcheck[hf]`")
+
+
+@pytest.mark.parametrize("kw, named", [
+    ({"bias": False, "online_quant": True}, {}),
+    ({"bias": True, "online_quant": True}, {"no_bias": "adds a bias"}),
+    ({"bias": False, "online_quant": True, "use_rms_norm": True}, {"scale_convention": "normalises its input",
+                                                                  "int8_activations": "normalises its input",
+                                                                  "ste_gradients": "normalises its input"}),
+    ({"bias": False, "online_quant": False}, {"ternary_weights": "offline mode", "scale_convention": "as stored"}),
+], ids=["online", "bias", "use_rms_norm", "offline"])
+def test_transformers_autobitlinear(kw, named):
+    """The real layer people install: online QAT without bias passes every property; each option that
+    departs from b1.58 fails naming itself."""
+    from transformers.integrations.bitnet import AutoBitLinear
+    failed = _failed(lambda i, o: AutoBitLinear(i, o, **kw))
+    assert set(failed) == set(named), failed
+    for prop, words in named.items():
+        assert words in failed[prop], (prop, failed[prop])
+
+
+def test_transformers_packed_bitlinear_is_inference_only():
+    from transformers.integrations.bitnet import BitLinear as HFBitLinear
+    with pytest.raises(Untestable, match="inference-only"):
+        check_layer(lambda i, o: HFBitLinear(i, o, bias=False), max_examples=EXAMPLES)

@@ -100,6 +100,17 @@ def test_hf_packed_checkpoints(ckpt, tmp_path, conventions, code, part):
     assert report["verdict"]["part"] == part
     packed = next(p for p in report["probes"] if p["name"] == "packed_layout")
     assert ("(divide)" in packed["message"]) == ("divide" in conventions)
+    # "params" counts weights, not stored bytes: the same as the unpacked model's
+    assert report["metrics"]["params"] == sum(v.numel() for v in _state_dict(ckpt).values())
+
+
+def test_terminal_collapses_skips_with_one_reason(ckpt, tmp_path):
+    """#15: a tensors-only diagnosis SKIPs every model probe for the same reason: one line, not fourteen."""
+    path = tmp_path / "raw.pt"
+    torch.save(_state_dict(ckpt), path)
+    out = runner.invoke(app, ["diagnose", str(path)], env={"COLUMNS": "400"}).output
+    assert out.count("no model code: only the checkpoint") == 1, out
+    assert "ste_gradient_flow" in out and "causal_leak" in out  # the skipped probes are still named
 
 
 def test_nan_in_foreign_state_dict_names_numerics(ckpt, tmp_path):

@@ -142,7 +142,7 @@ def test_tokenizer_folder_and_factory_tokenizer(files, tmp_path):
 
 
 @pytest.mark.parametrize("factory,args,message", [
-    ("no_ste", [], "no quantized layers found"),
+    ("full_precision", [], "may simply not be quantized"),
     ("raises", [], "raised RuntimeError: cannot open"),
     ("not_a_module", [], "unknown keys ['weights']"),
     ("healthy", ["--tokenizer", "big.json"], "the tokenizer has 512 tokens but the model outputs 320"),
@@ -173,3 +173,12 @@ def test_user_options_need_the_model(files):
     assert result.exit_code == 2 and "need the model code" in result.output
     result = runner.invoke(app, ["diagnose", str(files / "init.pt"), "--model", "tests.user_models:nope"])
     assert result.exit_code == 2 and "has no attribute 'nope'" in result.output
+
+
+def test_quantized_layers_found_by_behaviour(files):
+    """#15: layers not named *BitLinear* are found by what they do (a ternary weight on one-hot inputs),
+    so a bug in them is still named without --layers; a full-precision model is not called quantized."""
+    rep = report(diagnose(files / "init.pt", "renamed_layers"))
+    assert rep["verdict"]["category"] == "INFRASTRUCTURE OK" and rep["metrics"]["quantized_layers"] == 8
+    rep = report(diagnose(files / "init.pt", "no_ste_unnamed"))
+    assert rep["verdict"]["part"] == "gradients/STE" and rep["metrics"]["quantized_layers"] == 8

@@ -132,3 +132,45 @@ def test_flip_rate_watch_and_churn_warning():
     s.history["flip_rates"] = watch.records
     r = result(s, "ternary_distribution")
     assert r.status == "WARN" and "flip rate" in r.message
+
+
+def test_binary_layers_are_not_called_ternary():
+    """#15: sign codes (b1) have one magnitude like ternary codes, but no zeros: ternary_distribution names them."""
+    import torch.nn.functional as F
+    from bitcheck.model import activation_quant
+
+    def binary(self, x):
+        w = self.weight
+        wb = torch.where(w - w.mean() >= 0, 1.0, -1.0) * w.abs().mean()
+        return F.linear(x + (activation_quant(x) - x).detach(), w + (wb - w).detach())
+    s = subject()
+    assert result(s, "ternary_distribution").value["binary_layers"] == 0
+    s.model = LogitsOnly(_patch_bitlinear(_model(s), binary))
+    r = result(s, "ternary_distribution")
+    assert r.status == "FAIL" and "binary (b1)" in r.message and r.value["binary_layers"] > 0, r.message
+
+
+def test_quantized_layers_found_by_behaviour():
+    """#15: with no *BitLinear* class name and no regex, a layer applying ternary weights is found by its
+    one-hot response; a plain full-precision nn.Linear is not."""
+    from probes.core import quant_layers
+    from tests.conform_layers import GoodBitLinear
+
+    class BitNetLinear(GoodBitLinear):  # a correct layer under a name without "BitLinear"
+        pass
+    model = torch.nn.Sequential(BitNetLinear(32, 64), torch.nn.ReLU(), torch.nn.Linear(64, 16, bias=False))
+    assert [n for n, _ in quant_layers(model)] == ["0"]
+    assert quant_layers(torch.nn.Sequential(torch.nn.Linear(32, 16))) == []
+
+
+def test_torchao_bitnet_training_weights_are_found():
+    """torchao's bitnet_training() leaves plain nn.Linear modules with a quantizing weight subclass."""
+    import pytest
+    pytest.importorskip("torchao", reason="torchao is optional")
+    from torchao.prototype.quantized_training import bitnet_training
+    from torchao.quantization import quantize_
+
+    from probes.core import quant_layers
+    model = torch.nn.Sequential(torch.nn.Linear(32, 64, bias=False), torch.nn.Linear(64, 16, bias=False))
+    quantize_(model, bitnet_training())
+    assert [n for n, _ in quant_layers(model)] == ["0", "1"]

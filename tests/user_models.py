@@ -288,3 +288,16 @@ def top_p_sampler(logits, temperature, top_k, generator, top_p=None):
 
 def top_p_drops_crossing(path):
     return _bundle(load(path), sampler=top_p_sampler)
+
+
+class BitNetLinear(GoodBitLinear):
+    """A correct layer under a name without 'BitLinear' (as some packages spell it): found by behaviour."""
+
+
+def renamed_layers(path):
+    return _bundle(load(path, linear=BitNetLinear))
+
+
+def no_ste_unnamed(path):
+    """The no-STE bug in layers bitcheck must find by behaviour (no --layers)."""
+    return _bundle(load(path, linear=NoSTE))
