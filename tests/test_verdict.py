@@ -102,6 +102,9 @@ def test_ok_names_only_what_was_checked():
     assert "quantization and STE gradients check out" in v["diagnosis"]
     assert "Not checked: generation (sampler: no sampler given)" in v["diagnosis"]
     assert "data" not in v["diagnosis"].split("Not checked")[0]
+    # a run that loaded no checkpoint (bitcheck built the model) does not list loading as a gap
+    skipped_loading = {"name": "weights_loaded", "status": "SKIP", "branch": "loading", "message": "needs tensors"}
+    assert "loading" not in decide(probes + [skipped_loading], {}, FALLING, True)["diagnosis"]
 
 
 def test_undertrained_vs_too_small():
