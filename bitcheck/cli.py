@@ -328,7 +328,8 @@ def conform(
         raise UserError(f"--device {device}: CUDA is not available on this machine")
     make = import_object(factory, "--factory") if factory else import_object(layer, "LAYER")
     try:
-        results = [r.to_dict() for r in check_layer(Harness(lambda i, o: make(i, o), device, input_rank),
+        name = (factory or layer).split(":")[-1]
+        results = [r.to_dict() for r in check_layer(Harness(lambda i, o: make(i, o), device, input_rank, name),
                                                     max_examples=examples)]
     except Untestable as e:
         raise UserError(f"cannot test {layer or factory}: {e}") from None

@@ -37,7 +37,7 @@ from bitcheck.subjects import stories_subject, task_subject, tensors_subject, us
 from bitcheck.tasks import build_task, score_task, task_batches
 from bitcheck.train import resolve_device
 from bitcheck.user_model import UserModelError, call_factory, text_batches
-from bitcheck.verdict import MIN_POINTS, QUICK, STORIES, TENSORS, Evidence
+from bitcheck.verdict import MIN_POINTS, QUICK, STORIES, TENSORS, USER, Evidence
 from probes import TokenizerAdapter
 
 NESTED_KEYS = ("model_state_dict", "state_dict", "model")  # where trainers nest the weights
@@ -89,8 +89,9 @@ def diagnose(path: str | Path, device: str = "auto", factory=None, tokenizer: st
         raise DiagnoseError(str(e)) from None
     folder = hf.is_folder(path)
     if not Path(path).is_file() and not folder:
-        raise DiagnoseError(f"{path}: no such file" + (" (a folder needs config.json: a Hugging Face model folder)"
-                                                       if Path(path).is_dir() else ""))
+        raise DiagnoseError(f"{path} is a folder without config.json: not a Hugging Face model folder (give a "
+                            "checkpoint file, or the folder save_pretrained wrote)" if Path(path).is_dir()
+                            else f"{path}: no such file")
     if folder and factory is None:
         factory = hf.folder_factory(path)  # transformers loads it; the probes run as on a user's model
     if factory is None and (tokenizer or text or layers):
@@ -206,4 +207,4 @@ def _diagnose_user(factory, path: Path, device: str, tokenizer: str | None, text
     metrics = {"file": str(path), "format": "hugging face folder" if hf.is_folder(path) else "user model",
                "factory": getattr(factory, "__name__", str(factory)),
                "text": text, "tokenizer": tokenizer, **facts}
-    return assess("diagnose", subject, Evidence.from_metrics(metrics, [], learned, str(path)), metrics, QUICK)
+    return assess("diagnose", subject, Evidence.from_metrics(metrics, [], learned, str(path)), metrics, USER)

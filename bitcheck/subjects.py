@@ -251,8 +251,9 @@ def user_subject(um: UserModel, device: str, tokenizer_path: str | None, text_pa
         if extra not in um.extras:
             skip[name] = f"the factory gave no {extra!r}: return {{'model': ..., '{extra}': ...}} to check yours"
     if text is None:
-        for name in ("repetition", "gibberish"):
+        for name in ("repetition", "gibberish", "sample_likelihood"):
             skip[name] = "no sample text: give --text FILE (the model's training text) to judge its samples"
+        skip["label_offset"] = "no text: on random ids no offset can be learned; give --text FILE to check the labels"
     if text is not None:
         facts.update(learned_gap(model, batches, vocab))
     subject = Subject(

@@ -161,6 +161,11 @@ QUICK = Policy()
 STORIES = Policy(steep_drop=0.02, pass_bpb=1.5, ok_next_steps=(
     "Train longer or a larger preset for better stories; the infrastructure is not what limits this model.",
     "Compare its samples with the probes' reference text."))
+# a user's own model diagnosed from a checkpoint: what else bitcheck can check of their infrastructure
+USER = Policy(ok_next_steps=(
+    "Give --text (your training text) and --tokenizer, if not given, to check the data path and the samples too.",
+    "Check the training side as well: `bitcheck quick-arith --model your_adapter` trains your model with its "
+    "optimizer and schedule on a task with a known answer (README, Validate your own training code)."))
 TENSORS = Policy(tensors_only=True, ok_next_steps=(
     "Load the weights into your model and run every probe from Python: "
     "`probes.run_probes(probes.Subject(model=your_model, tokenizer=...))` (README, Diagnose).",

@@ -184,3 +184,36 @@ class NeedsConfig(GoodBitLinear):
 
 def make_needs_config(in_features, out_features):
     return NeedsConfig({"in": in_features, "out": out_features})
+
+
+class PerRowScale(GoodBitLinear):
+    """One weight scale per output row (per-channel mean|W|) instead of one per tensor."""
+
+    def forward(self, x):
+        s = self.weight.abs().mean(dim=1, keepdim=True).clamp(min=1e-5)
+        wq = (self.weight / s).round().clamp(-1, 1) * s
+        return F.linear(x + (_aq(x) - x).detach(), self.weight + (wq - self.weight).detach())
+
+
+class WithDropout(GoodBitLinear):
+    """A correct layer with dropout on its input: random in training mode, exact in eval."""
+
+    def __init__(self, in_features, out_features):
+        super().__init__(in_features, out_features)
+        self.drop = nn.Dropout(0.1)
+
+    def forward(self, x):
+        return super().forward(self.drop(x))
+
+
+def make_bf16(in_features, out_features):
+    """A correct layer kept in bfloat16."""
+    return GoodBitLinear(in_features, out_features).to(torch.bfloat16)
+
+
+class WholeProductSTE(GoodBitLinear):
+    """The straight-through trick wrapped around the whole product: the input gradient uses the latent W."""
+
+    def forward(self, x):
+        y = F.linear(x, self.weight)
+        return y + (F.linear(_aq(x), _wq(self.weight)) - y).detach()
