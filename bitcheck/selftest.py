@@ -51,13 +51,15 @@ class Setup:
         return replace(s, **changes) if changes else s
 
 
-def _train(model: BitNet, task, seed: int, steps: int, lr: float, watchers: list, start_from=None) -> Trainer:
+def _train(model: BitNet, task, seed: int, steps: int, lr: float, watchers: list, start_from=None,
+           batches=None) -> Trainer:
+    """Train `model` in place on the task's batches (or `batches(step, micro) -> (x, y)`)."""
     cfg = TrainConfig(steps=steps, batch_size=32, seq_len=64, lr=lr, warmup_steps=min(50, steps // 4),
                       schedule="cosine", device="cpu", seed=seed, log_every=50)
     with tempfile.TemporaryDirectory() as tmp:
         run = RunDir.create(tmp, "selftest")
         meta = {"model_config": model.config, "tokenizer": task.tokenizer.to_json(), "task": {"name": "arith"}}
-        trainer = Trainer(model, cfg, task_batches(task, seed, 32, 64, False), run, meta,
+        trainer = Trainer(model, cfg, batches or task_batches(task, seed, 32, 64, False), run, meta,
                           progress=False, watchers=watchers)
         trainer.run()
     return trainer
@@ -225,12 +227,7 @@ def bug_labels_shifted_twice(s: Setup):
     def twice(step, micro):
         x, y = batches(step, micro)
         return x[:, :-1], y[:, 1:]  # targets x[t + 2]
-    cfg = TrainConfig(steps=SELFTEST_STEPS, batch_size=32, seq_len=64, lr=3e-3, warmup_steps=50,
-                      schedule="cosine", device="cpu", seed=s.seed, log_every=50)
-    with tempfile.TemporaryDirectory() as tmp:
-        run = RunDir.create(tmp, "selftest")
-        meta = {"model_config": model.config, "tokenizer": s.task.tokenizer.to_json(), "task": {"name": "arith"}}
-        Trainer(model, cfg, twice, run, meta, progress=False).run()
+    _train(model, s.task, s.seed, SELFTEST_STEPS, 3e-3, [], batches=twice)
     return s.subject(model=LogitsOnly(model.eval()), tensors=model.state_dict(),
                      inference_model=LogitsOnly(packed_model(model)))
 

@@ -94,11 +94,15 @@ class Harness:
             layer.weight.copy_(w.to(layer.weight.dtype))
         return layer
 
-    def run(self, layer: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """layer on x (N, in) -> (N, out) on the CPU, in the harness' rank and device."""
+    def call(self, layer: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """layer on x (N, in) in the harness' rank and device: its output as returned (autograd intact)."""
         xin = x.to(self.device)
         y = layer(xin[None] if self.input_rank == 3 else xin)
-        y = y[0] if isinstance(y, (tuple, list)) else y
+        return y[0] if isinstance(y, (tuple, list)) else y
+
+    def run(self, layer: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """layer on x (N, in) -> (N, out) on the CPU."""
+        y = self.call(layer, x)
         return (y[0] if self.input_rank == 3 else y).cpu()
 
 
@@ -324,8 +328,7 @@ def prop_ste(h, w, x):
     layer = h.build(w)
     w_eff, _ = _effective(h, layer, w.shape[1])
     x1 = (x[:1] / x[:1].abs().max().clamp(min=1e-30)).clone().requires_grad_(True)  # max|x| = 1: clear of scale floors
-    y = layer(x1.to(h.device)[None] if h.input_rank == 3 else x1.to(h.device))
-    y = y[0] if isinstance(y, (tuple, list)) else y
+    y = h.call(layer, x1)
     g = torch.linspace(-1, 1, y.numel()).reshape(y.shape).to(y.device)
     (y * g).sum().backward()
     if layer.weight.grad is None:
@@ -368,8 +371,7 @@ def prop_zero_rows(h, w, x):
     xz = x.clone()
     xz[0] = 0.0
     xz.requires_grad_(True)
-    y = layer(xz.to(h.device)[None] if h.input_rank == 3 else xz.to(h.device))
-    y = y[0] if isinstance(y, (tuple, list)) else y
+    y = h.call(layer, xz)
     y.sum().backward()
     if not bool(torch.isfinite(y).all()):
         raise Mismatch("non-finite output with the weight zeroed and input row 0 zeroed", y.detach().cpu())
