@@ -45,7 +45,7 @@ def assess(command: str, subject: Subject | None, evidence: Evidence, metrics: d
     report's run directory (None for a file diagnosed outside one). `probes`: results already run on
     this subject (a second judgement with more evidence, e.g. a bisection, does not probe again)."""
     if probes is None:
-        probes = probe_results(subject, kinds=("static",) if evidence.stopped == "interrupted" else None)
+        probes = probe_results(subject, kinds=("static",) if evidence.stopped == "interrupted" else policy.kinds)
     return Report(command, judge(probes, evidence, policy), metrics, probes, run_dir, evidence.stopped)
 
 

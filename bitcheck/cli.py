@@ -342,6 +342,55 @@ def torch_cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+@app.command()
+@_cli
+def curve(
+    run: Annotated[str, typer.Argument(help="Your run's training log: a run folder (metrics/scalars.jsonl, "
+                                       "config.json), a JSON-lines log, a CSV export, or TensorBoard event files "
+                                       "(a file or a folder; needs `bitcheck[tb]`).")],
+    config: Annotated[Optional[str], typer.Option(help="The run's config (JSON, YAML or TOML, nested or flat): "
+                                                  "lr, warmup, steps, schedule, batch, vocab_size, hidden size ... "
+                                                  "Default: the run folder's config.json.")] = None,
+    checkpoint: Annotated[Optional[str], typer.Option(help="A checkpoint (.pt state dict or .safetensors) to count "
+                                                      "the parameters and find the embedding.")] = None,
+    params: Annotated[Optional[str], typer.Option(help="Parameter count, embeddings included (95M, 1.3B).")] = None,
+    vocab: Annotated[Optional[int], typer.Option(help="Vocabulary size.")] = None,
+    hidden: Annotated[Optional[int], typer.Option(help="Model width (embedding dimension).")] = None,
+    tied: Annotated[Optional[bool], typer.Option("--tied/--untied", help="Head tied to the embedding "
+                                                 "(default: the config's, else tied).", show_default=False)] = None,
+    tokens_per_step: Annotated[Optional[str], typer.Option(help="Tokens per optimizer step (8192, 1M). Default: the "
+                                                           "config's batch x sequence x accumulation, or the log's "
+                                                           "token count; without it the fit is in steps.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Intended peak LR (default: the config's).")] = None,
+    warmup: Annotated[Optional[int], typer.Option(help="Intended warmup steps (default: the config's).")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Intended schedule horizon in steps (default: the config's).")] = None,
+    schedule: Annotated[Optional[str], typer.Option(help="Intended schedule: two_stage (BitNet b1.58), cosine, linear "
+                                                    "or constant. Default: the config's, else the closest to the "
+                                                    "logged LR.")] = None,
+    upto: Annotated[Optional[int], typer.Option(help="Judge the run as it was at this step.")] = None,
+    loss: Annotated[str, typer.Option(help="auto (validation loss when logged often enough), train or val.")] = "auto",
+    out: OutOpt = "runs",
+    json_out: JsonOpt = False,
+) -> None:
+    """Judge YOUR large run from its own log: undertrained, too small, or unstable?
+
+    Fits a saturating power law (Chinchilla's data term, in the LR area with an annealing term) to the
+    loss curve and predicts the loss at 2x and 10x the tokens with an uncertainty; weighs the model's
+    size against its vocabulary and tokens (Chinchilla ~20 tokens per parameter, published BitNet
+    b1.58 results); finds loss spikes, grad-norm explosions and NaN; compares the logged LR and weight
+    decay with the config's schedule. Writes report.{json,md,html} and the fitted curve's plot to a new
+    folder under --out. Exit 0 never (a log alone cannot prove the infrastructure healthy), 1 with a
+    verdict, 2 for a log or config that cannot be read.
+    """
+    from bitcheck.curve import CurveOptions, check_curve
+
+    report, code = check_curve(CurveOptions(
+        run=run, config=config, checkpoint=checkpoint, params=params, vocab=vocab, hidden=hidden, tied=tied,
+        tokens_per_step=tokens_per_step, lr=lr, warmup=warmup, steps=steps, schedule=schedule, upto=upto,
+        loss=loss, out=out))
+    _show(report, json_out, code)
+
+
 # ---- reports and the self-test -------------------------------------------------------------------------
 
 @app.command()

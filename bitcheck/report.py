@@ -21,7 +21,7 @@ from bitcheck.rundir import RunDir, atomic_write_text
 STATUS_STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "red", "ERROR": "red", "SKIP": "dim"}
 SUMMARY_METRICS = ("preset", "params", "steps", "stopped", "elapsed_s", "tokens_per_s", "loss_at_init",
                    "ln_vocab", "final_loss", "accuracy", "val_loss", "val_bpb", "learned", "text_loss",
-                   "unigram_entropy")
+                   "unigram_entropy", "log", "loss_used", "tokens")
 NOT_IN_TABLES = ("failures", "samples", "curve", "reference_run", "bisection")  # own sections, plots, evidence
 
 
@@ -44,6 +44,11 @@ def write_report(run: RunDir, report: dict) -> None:
     if scalars:
         fig = loss_figure(scalars, evals)
         fig.savefig(run.loss_png, dpi=100)
+        _close(fig)
+    fit = _probe(report, "loss_extrapolation").get("details", {}).get("fit")
+    if fit:  # bitcheck curve: the fit and its extrapolation beside the plain loss plot
+        fig = curve_figure(fit, _probe(report, "loss_spikes"))
+        fig.savefig(run.path / "curve_fit.png", dpi=100)
         _close(fig)
 
 
@@ -189,7 +194,10 @@ def probe_figures(report: dict) -> list[tuple[str, object]]:
         ax.set_title("ternary flip rate between snapshots")
         fig.tight_layout()
         figs.append(("Flip rate over training", fig))
-    schedule = _probe(report, "schedule_shape").get("details", {})
+    fit = _probe(report, "loss_extrapolation").get("details", {}).get("fit")
+    if fit:
+        figs.append(("Loss curve, fit and extrapolation", curve_figure(fit, _probe(report, "loss_spikes"))))
+    schedule = (_probe(report, "schedule_shape") or _probe(report, "logged_schedule")).get("details", {})
     if schedule.get("applied"):
         fig, ax = plt.subplots(figsize=(7, 3))
         ax2 = ax.twinx()
@@ -222,6 +230,37 @@ def probe_figures(report: dict) -> list[tuple[str, object]]:
         fig.tight_layout()
         figs.append(("Held-out score: yours vs the reference", fig))
     return figs
+
+
+def curve_figure(fit: dict, spikes: dict):
+    """The logged loss, the fitted law over its window, the predictions at 2x and 10x (+- 2 sd) and the
+    spikes (probes/curve.py's details), against steps on a log axis."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    raw = fit.get("raw", [])
+    ax.plot([r["step"] for r in raw], [r["loss"] for r in raw], color="#bbb", lw=0.8, label=f"{fit['loss_key']} (logged)")
+    pts = fit["binned"]
+    ax.plot([p["step"] for p in pts], [p["loss"] for p in pts], ".", color="#48c", ms=4, label="fitted window (binned)")
+    ax.plot([p["step"] for p in pts], [p["fit"] for p in pts], "-", color="#c84", label="fit")
+    end = pts[-1]["step"]
+    for k, key in ((2, "2x"), (10, "10x")):
+        ax.errorbar([end * k], [fit[f"loss_{key}"]], yerr=[2 * fit[f"gain_{key}_sd"]], fmt="o", color="#c84",
+                    capsize=3)
+        ax.annotate(f"{key}: {fit[f'loss_{key}']:.3f}", (end * k, fit[f"loss_{key}"]), textcoords="offset points",
+                    xytext=(4, 6), fontsize=7)
+    ax.axhline(fit["floor"], ls=":", color="#888", label=f"fitted floor {fit['floor']:.3f}")
+    for i, sp in enumerate((spikes.get("details") or {}).get("spikes", [])):
+        ax.axvline(sp["step"], color="#c44", lw=0.8, alpha=0.6, label="spike" if i == 0 else None)
+    ax.set_xscale("log")
+    losses = [p["loss"] for p in pts] + [fit["loss_10x"]]
+    lo, hi = min(losses), max(losses)
+    ax.set_ylim(lo - 0.1 * (hi - lo + 1e-3), hi + 0.6 * (hi - lo + 1e-3))
+    ax.set_xlabel(f"step (log scale; {fit['x_unit']} = step x tokens per step)" if fit["x_unit"] == "tokens" else "step")
+    ax.set_ylabel("loss")
+    ax.legend(fontsize=7)
+    ax.set_title("loss curve: saturating power-law fit and extrapolation")
+    fig.tight_layout()
+    return fig
 
 
 def _png_b64(fig) -> str:

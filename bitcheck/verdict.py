@@ -22,6 +22,8 @@ Following the seed design's debugging tree, in order:
   7. the budget ran out while the evaluations still improved (`metrics["improving"]`), or, where
      a run does not say, the loss is still falling steeply at the end -> UNDERTRAINED;
   8. otherwise (plateau, probes healthy) -> MODEL TOO SMALL / TASK TOO HARD.
+A training log alone (`bitcheck curve`, the CURVE policy) stops after step 1: the power-law fit of its
+loss says still improving (UNDERTRAINED) or flat (MODEL TOO SMALL, with the capacity facts).
 Also the run-level facts: interrupted, non-finite loss. What a kind of run needs the tree to know
 (a bits-per-byte bar, tensors without model code, a user model that has not learned its text) is
 evidence or policy: no caller edits a verdict after the tree made it.
@@ -150,6 +152,8 @@ class Policy:
     steep_drop: float = STEEP_DROP  # "still falling steeply" per fifth of the curve
     pass_bpb: float | None = None  # a bits-per-byte bar quoted by an OK verdict (stories)
     tensors_only: bool = False  # no model code: a healthy result is TENSORS OK, not INFRASTRUCTURE OK
+    curve: bool = False  # a training log alone (bitcheck curve): undertrained / flat from the fit, not a task
+    kinds: tuple[str, ...] | None = None  # the probe kinds this kind of run runs (None: all that apply)
     ok_next_steps: tuple[str, ...] = (
         "Scale up: a harder task (quick-json, quick-python) or real data (tinystories).",)
 
@@ -166,6 +170,8 @@ USER = Policy(ok_next_steps=(
     "Give --text (your training text) and --tokenizer, if not given, to check the data path and the samples too.",
     "Check the training side as well: `bitcheck quick-arith --model your_adapter` trains your model with its "
     "optimizer and schedule on a task with a known answer (README, Validate your own training code)."))
+# a user's training log: only the log probes run (probes/curve.py); no verdict there is "OK"
+CURVE = Policy(curve=True, kinds=("curve",))
 TENSORS = Policy(tensors_only=True, ok_next_steps=(
     "Load the weights into your model and run every probe from Python: "
     "`probes.run_probes(probes.Subject(model=your_model, tokenizer=...))` (README, Diagnose).",
@@ -213,6 +219,8 @@ def _tree(probes: list[dict], ev: Evidence, policy: Policy) -> Verdict:
         return Verdict("FAIL", Category.BUG, "numerics",
                        f"The loss became NaN/Inf at step {ev.steps} although the final probes are finite.",
                        [], NEXT_STEPS["numerics"])
+    if policy.curve:
+        return _curve_verdict(probes)
     # the sampler and KV-cache probes are exact checks; poor sample text only means broken generation
     # once the model is known to have learned (an undertrained model writes gibberish too)
     gen_bad = {p["name"] for p in probes if p.get("branch") == "generation" and p["status"] in BAD}
@@ -399,3 +407,49 @@ def _all_passed(probes: list[dict]) -> str:
 
 def _fmt_acc(acc) -> str:
     return ", ".join(f"{k} {v:.0%}" for k, v in acc.items()) if isinstance(acc, dict) else str(acc)
+
+
+CURVE_NEXT = ("Rule out the infrastructure on a task with a known answer: `bitcheck quick-arith --model your_adapter` "
+              "trains your model, optimizer and schedule small (README, Validate your own training code).",
+              "If the loss is good but the samples are gibberish, the decoding is the suspect: "
+              "`bitcheck diagnose checkpoint.pt --model module:factory --tokenizer ... --text ...`.")
+
+
+def _curve_verdict(probes: list[dict]) -> Verdict:
+    """A training log without an infrastructure failure: still improving (the fit's 2x gain) ->
+    UNDERTRAINED; flat -> MODEL TOO SMALL, with the capacity facts and what a flat curve cannot tell."""
+    by = {p["name"]: p for p in probes}
+    ext, cap = by.get("loss_extrapolation", {}), by.get("model_capacity", {})
+    fit = (ext.get("details") or {}).get("fit") or {}
+    capacity = cap.get("message", "") if cap.get("status") in ("PASS", "WARN", "FAIL") else ""
+    per = (cap.get("details") or {}).get("tokens_per_non_embedding_param")
+    warned = [p for p in probes if p["status"] == "WARN" and p["name"] not in ("loss_extrapolation", "model_capacity")]
+    also = "".join(f" Also: {p['name']}: {p['message']}." for p in warned)
+    cap_text = f" Capacity: {capacity}." if capacity else ""
+    if ext.get("status") == "FAIL":
+        past = (f" At {per:.0f} tokens per non-embedding parameter the run is past Chinchilla's compute-optimal ~20: "
+                "a larger model would buy as much for the same compute." if per and per >= 20 else "")
+        return Verdict("FAIL", Category.UNDERTRAINED, "capacity", (
+            f"The loss is still falling: {ext['message']} (2x the {fit.get('x_unit', 'tokens')} would buy "
+            f"{fit.get('gain_2x', 0):.3f}, {fit.get('gain_2x', 0) / max(fit.get('end_loss', 1), 1e-9):.1%} of the loss)."
+            + past + cap_text + also),
+            [_row(ext)], ["Train longer: the same schedule stretched to the longer horizon (the prediction assumes "
+                          "that shape; continuing at the final LR buys less).", *CURVE_NEXT[:1]])
+    if ext.get("status") not in ("PASS", "WARN"):
+        return Verdict("FAIL", Category.TOO_SMALL, "capacity",
+                       f"The loss curve could not be fitted ({ext.get('message', 'no fit')}); nothing says whether "
+                       "more tokens would help." + cap_text + also, [_row(ext)] if ext else [], list(CURVE_NEXT))
+    small = cap.get("status") in ("WARN", "FAIL")
+    slow = " (still improving slowly)" if ext["status"] == "WARN" else ""
+    return Verdict("FAIL", Category.TOO_SMALL, "capacity", (
+        f"The loss has flattened{slow}: {ext['message']}: more tokens buy little."
+        + (f" The model is small for its vocabulary: {capacity}." if small else cap_text)
+        + " A flat curve is what a model at its capacity shows, and also what a bug in quantization or the STE "
+          "shows at a worse loss: the curve alone cannot tell them apart." + also),
+        [_row(ext)] + ([_row(cap)] if small else []),
+        (["A smaller vocabulary or a larger model (more non-embedding parameters): ternary layers hold less "
+          "per parameter than float ones."] if small else ["A larger model, or better data."]) + list(CURVE_NEXT))
+
+
+def _row(p: dict) -> dict:
+    return {"probe": p.get("name"), "status": p.get("status"), "value": p.get("value"), "message": p.get("message", "")}

@@ -212,7 +212,7 @@ class ProbeSpec:
     needs: tuple[str, ...]
     doc: str
     kind: str  # "static" (weights only), "dynamic" (runs the model), "training" (needs training history),
-    #            "tensors" (a checkpoint's tensors, no model code)
+    #            "tensors" (a checkpoint's tensors, no model code), "curve" (a training log, no model)
     # for people (the README's probe tables are generated from these): what it catches, when it FAILs,
     # and what was measured on healthy models vs the bug
     catches: str = ""
@@ -236,13 +236,15 @@ def probe(name: str, branch: str, needs: tuple[str, ...] = (), kind: str = "dyna
     return deco
 
 
+# kinds that need no model: a checkpoint's tensors, a training log (probes/curve.py)
+MODEL_FREE = ("tensors", "curve")
 NO_MODEL = "no model code: only the checkpoint's tensors were probed (give the model to run this probe)"
 
 
 def run_probe(spec: ProbeSpec, subject: Subject) -> ProbeResult:
     if spec.name in subject.skip:
         return ProbeResult(spec.name, SKIP, None, subject.skip[spec.name], branch=spec.branch)
-    if subject.model is None and spec.kind != "tensors":
+    if subject.model is None and spec.kind not in MODEL_FREE:
         return ProbeResult(spec.name, SKIP, None, NO_MODEL, branch=spec.branch)
     missing = [n for n in spec.needs if not getattr(subject, n, None)]
     if missing:
@@ -267,6 +269,8 @@ def run_probes(subject: Subject, names: list[str] | None = None, kinds: tuple[st
     specs = [REGISTRY[n] for n in names] if names else list(REGISTRY.values())
     if subject.model is not None and not names:
         specs = [s for s in specs if s.kind != "tensors"]
+    if not names and "curve" not in (kinds or ()):  # log probes run only for a log (bitcheck curve)
+        specs = [s for s in specs if s.kind != "curve"]
     if kinds:
         specs = [s for s in specs if s.kind in kinds]
     return [run_probe(s, subject) for s in specs]

@@ -9,6 +9,8 @@ OptimizerWatch). These probes only compare the two; they never compute a schedul
 """
 from __future__ import annotations
 
+import math
+
 import torch.nn as nn
 
 from probes.core import SKIP, ProbeResult, Subject, Threshold, judge, probe
@@ -57,9 +59,37 @@ def schedule_shape(s: Subject):
     if not log or not want:
         return ProbeResult("schedule_shape", SKIP, None, "the run used bitcheck's own schedule (nothing to compare)",
                            branch="optimizer")
+    return compare_schedule("schedule_shape", log, want, s.history.get("warmup_steps", 0))
+
+
+# A logged schedule against the one its config states (probes/curve.py): the median relative LR deviation
+# after warmup. A recipe's schedule in a quick run may differ on purpose (schedule_shape: WARN only); a run's
+# own config may not. Healthy: < 1e-6 (the same formula); a decay never applied 0.4-9; warmup 30x long ~0.9.
+MEDIAN_DEVIATION = Threshold("median_lr_deviation", warn=0.1, fail=0.25,
+                             source="healthy < 1e-6; decay never applied 0.4-9; warmup 30x long ~0.9")
+
+
+# The warmup the log shows (first logged step at >= 95% of the largest logged LR) over the configured one,
+# as |log2|: a scheduler stepped per micro-batch (k=4) ends warmup 4x early (2.0), a warmup never ended is
+# far longer. Healthy: ~0 (the logging interval's rounding).
+WARMUP_OFF = Threshold("warmup_log2_ratio", warn=0.5, fail=1.0,
+                       source="healthy ~0; per micro-batch k=4: 2.0; warmup 30x: 4.9")
+
+
+def warmup_seen(log: list[dict]) -> int | None:
+    """The first logged step whose LR reaches 95% of the largest logged LR."""
+    top = max((r["lr"] for r in log), default=0.0)
+    return next((r["step"] for r in log if r["lr"] >= 0.95 * top), None) if top > 0 else None
+
+
+def compare_schedule(name: str, log: list[dict], want: list[dict], warmup: int,
+                     strict: bool = False, exact: bool = False) -> ProbeResult:
+    """The applied schedule `log` against the intended `want` (rows {step, lr, weight_decay}, matched by
+    step), as schedule_shape judges it. `strict` (a run's own config, probes/curve.py) also judges the
+    warmup length the log shows; `exact` (a schedule whose shape the config fixes: cosine, linear,
+    constant) also FAILs a median LR deviation after warmup above MEDIAN_DEVIATION."""
     intended = {r["step"]: r for r in want}
     rows = [(r, intended[r["step"]]) for r in log if r["step"] in intended]
-    warmup = s.history.get("warmup_steps", 0)
     after = [(r, w) for r, w in rows if r["step"] > warmup and w["lr"] > 0]
     ratios = sorted(r["lr"] / w["lr"] for r, w in after) or [1.0]
     median = ratios[len(ratios) // 2]
@@ -71,9 +101,20 @@ def schedule_shape(s: Subject):
     speed = _time_scale([(r["step"], r["lr"]) for r, _ in after], intended_at) if after else 1.0
     off = [(r, w) for r, w in rows if w["weight_decay"] == 0]
     wd_on = sum(r["weight_decay"] > 1e-3 for r, _ in off) / len(off) if off else 0.0
-    deviation = max((abs(r["lr"] - w["lr"]) / max(w["lr"], 1e-12) for r, w in rows), default=0.0)
+    devs = [(abs(r["lr"] - w["lr"]) / max(w["lr"], 1e-12), r, w) for r, w in rows]
+    deviation, worst_r, worst_w = max(devs, key=lambda d: d[0], default=(0.0, None, None))
+    after_devs = sorted(d for d, r, w in devs if r["step"] > warmup) or [0.0]
+    median_dev = after_devs[len(after_devs) // 2]
     values = {"lr_ratio_median": median, "schedule_speed": speed, "wd_on_where_off_share": wd_on,
-              "max_lr_deviation": deviation}
+              "max_lr_deviation": deviation, "median_lr_deviation": median_dev}
+    seen = warmup_seen(log) if strict else None
+    interval = (log[-1]["step"] - log[0]["step"]) / max(1, len(log) - 1) if len(log) > 1 else 0
+    checks = [LR_LEVEL, SPEED, WD_STAGE2, SHAPE]
+    if seen is not None and warmup >= 2 * interval:  # measurable: the log resolves the warmup
+        values["warmup_log2_ratio"] = abs(math.log2(max(seen, 1) / warmup))
+        checks.append(WARMUP_OFF)
+    if exact:
+        checks.append(MEDIAN_DEVIATION)
     what = []
     if LR_LEVEL.judge(median) != "PASS":
         what.append(f"the LR after warmup is {median:.0%} of the recipe's (never leaves warmup, or decays to zero?)")
@@ -81,8 +122,18 @@ def schedule_shape(s: Subject):
         what.append(f"the schedule runs {speed:g}x fast (stepped once per micro-batch?)")
     if WD_STAGE2.judge(wd_on) != "PASS":
         what.append(f"weight decay stays on in {wd_on:.0%} of the steps where the recipe has none (stage 2)")
-    message = "; ".join(what) or f"applied as intended (largest LR deviation {deviation:.1%})"
-    return judge("schedule_shape", values, [LR_LEVEL, SPEED, WD_STAGE2, SHAPE], message,
+    if "warmup_log2_ratio" in values and WARMUP_OFF.judge(values["warmup_log2_ratio"]) != "PASS":
+        what.append(f"warmup ends at step {seen}, the config says {warmup}"
+                    + (" (stepped once per micro-batch?)" if seen < warmup else " (warmup never ended?)"))
+    if exact and MEDIAN_DEVIATION.judge(median_dev) != "PASS" and not what:
+        what.append(f"the LR differs from the configured schedule by a median {median_dev:.0%} after warmup")
+    if what or deviation > SHAPE.warn:
+        where = (f"largest LR deviation {deviation:.0%} at step {worst_r['step']}: {worst_r['lr']:.3g} vs "
+                 f"{worst_w['lr']:.3g} intended" if worst_r else "")
+        message = "; ".join(what + [where] if where else what)
+    else:
+        message = f"applied as intended (largest LR deviation {deviation:.1%})"
+    return judge(name, values, checks, message,
                  "Log the LR and weight decay your scheduler sets at every optimizer step and compare with the "
                  "recipe: step the scheduler once per optimizer step, not per micro-batch; set weight decay to 0 "
                  "in stage 2.", "optimizer", details={"applied": log, "intended": want}, values=values)

@@ -8,7 +8,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("bitcheck", "probes", "synthetic")
 # the entry points: each builds its evidence and calls the library; none imports another
 COMMANDS = {"bitcheck.cli", "bitcheck.quick", "bitcheck.tinystories", "bitcheck.diagnose", "bitcheck.export",
-            "bitcheck.selftest", "bitcheck.__main__"}
+            "bitcheck.curve", "bitcheck.selftest", "bitcheck.__main__"}
 
 
 def modules() -> dict[str, Path]:
