@@ -346,8 +346,9 @@ def torch_cuda_available() -> bool:
 @_cli
 def curve(
     run: Annotated[str, typer.Argument(help="Your run's training log: a run folder (metrics/scalars.jsonl, "
-                                       "config.json), a JSON-lines log, a CSV export, or TensorBoard event files "
-                                       "(a file or a folder; needs `bitcheck[tb]`).")],
+                                       "config.json), a JSON-lines log, a CSV export, a Hugging Face Trainer's "
+                                       "trainer_state.json or output folder, or TensorBoard event files (a file or "
+                                       "a folder; needs tensorboard: pip install 'bitcheck\\[tb]').")],
     config: Annotated[Optional[str], typer.Option(help="The run's config (JSON, YAML or TOML, nested or flat): "
                                                   "lr, warmup, steps, schedule, batch, vocab_size, hidden size ... "
                                                   "Default: the run folder's config.json.")] = None,

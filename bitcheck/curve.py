@@ -182,4 +182,7 @@ def check_curve(opts: CurveOptions) -> tuple[dict, int]:
     evidence = Evidence(steps=facts["steps"], run_dir=str(run.path))
     report = assess("curve", subject, evidence, metrics, CURVE, run_dir=str(run.path)).to_dict()
     write_report(run, report)
+    for empty in (run.checkpoints, run.samples.parent):  # a log has no checkpoints or samples of its own
+        if empty.is_dir() and not any(empty.iterdir()):
+            empty.rmdir()
     return report, (0 if report["verdict"]["status"] == "PASS" else 1)

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from bitcheck.user_model import LEARNED_MARGIN
+from probes.curve import IMPROVING
 
 # part names per probe branch, in the order the tree blames them (root causes first)
 # "loading" first: a model that does not hold its checkpoint's weights makes every later symptom moot;
@@ -440,6 +441,12 @@ def _curve_verdict(probes: list[dict]) -> Verdict:
                        f"The loss curve could not be fitted ({ext.get('message', 'no fit')}); nothing says whether "
                        "more tokens would help." + cap_text + also, [_row(ext)] if ext else [], list(CURVE_NEXT))
     small = cap.get("status") in ("WARN", "FAIL")
+    if fit.get("lr_known") is False and fit.get("gain_2x_low", 0.0) > IMPROVING.fail:
+        return Verdict("FAIL", Category.TOO_SMALL, "capacity", (
+            f"Cannot tell undertrained from flat: {ext['message']}. The fall may be the LR's decay rather than "
+            "what more tokens buy, so bitcheck does not say 'train longer' on it." + cap_text + also),
+            [_row(ext)], ["Log the learning rate, or give the schedule (--config, or --lr, --warmup, --steps and "
+                          "--schedule; --schedule constant if it never decayed), and rerun.", *CURVE_NEXT])
     slow = " (still improving slowly)" if ext["status"] == "WARN" else ""
     return Verdict("FAIL", Category.TOO_SMALL, "capacity", (
         f"The loss has flattened{slow}: {ext['message']}: more tokens buy little."

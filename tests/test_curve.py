@@ -375,6 +375,13 @@ def test_lr_not_logged_taken_from_the_config(tmp_path):
     report, _, probes = judge(tmp_path, run=run)
     assert report["verdict"]["category"] != "UNDERTRAINED"
     assert probes["loss_extrapolation"]["status"] in ("PASS", "WARN")
+    # a curve that does fall, without any LR: undecided, and the verdict says what to give
+    spec, rows = _rows("falling")
+    run = _write_jsonl(tmp_path / "bare.jsonl", [{"step": r["step"], "loss": r["loss"]} for r in rows])
+    report, _, probes = judge(tmp_path, run=run)
+    assert probes["loss_extrapolation"]["status"] == "WARN" and "no LR logged" in probes["loss_extrapolation"]["message"]
+    assert report["verdict"]["diagnosis"].startswith("Cannot tell undertrained from flat")
+    assert "--schedule" in report["verdict"]["next_steps"][0]
 
 
 @pytest.mark.parametrize("bug, lr_of", [
