@@ -280,7 +280,9 @@ def find_spikes(series: list[tuple[int, float]]) -> list[dict]:
                     peak_i = j
                 j += 1
             spikes.append({"step": series[i][0], "peak_step": series[peak_i][0], "baseline": base,
-                           "peak": values[peak_i], "recovered_step": series[j][0] if j < len(series) else None})
+                           "peak": values[peak_i], "recovered_step": series[j][0] if j < len(series) else None,
+                           # the log ends within SPIKE_WINDOW points of the jump: too soon to call it divergence
+                           "in_progress": j >= len(series) and len(series) - i < SPIKE_WINDOW})
             i = j + SPIKE_WINDOW  # the next baseline starts after the recovery
         else:
             i += 1
@@ -302,10 +304,11 @@ def loss_spikes(s: Subject):
         return ProbeResult("loss_spikes", SKIP, None, f"fewer than {2 * SPIKE_WINDOW} logged training losses",
                            branch="optimizer")
     spikes = find_spikes(series)
-    unrecovered = [p for p in spikes if p["recovered_step"] is None]
+    unrecovered = [p for p in spikes if p["recovered_step"] is None and not p["in_progress"]]
     values = {"spikes": len(spikes) - len(unrecovered), "unrecovered_spikes": len(unrecovered)}
     parts = [f"step {p['step']}: {p['baseline']:.3f} -> {p['peak']:.3f}, "
-             + (f"recovered by step {p['recovered_step']}" if p["recovered_step"] is not None else "never recovered")
+             + (f"recovered by step {p['recovered_step']}" if p["recovered_step"] is not None else
+                "still up where the log ends" if p["in_progress"] else "never recovered")
              for p in spikes[:4]]
     message = "; ".join(parts) + ("; ..." if len(spikes) > 4 else "") if spikes else "no loss spikes"
     if unrecovered:

@@ -511,3 +511,12 @@ def test_real_prediction_at_2x_holds(tmp_path):
     fit = probes["loss_extrapolation"]["details"]["fit"]
     measured_at_2x = 0.9666
     assert abs(fit["loss_2x"] - measured_at_2x) < 2 * fit["gain_2x_sd"] + 0.005, (fit["loss_2x"], fit["gain_2x_sd"])
+
+
+def test_spike_at_the_end_of_the_log_is_not_divergence(tmp_path):
+    """A jump in the last few logged points (a log cut mid-spike) is a WARN, not 'the loss diverged'."""
+    _, rows = _rows("saturated")
+    rows = [dict(r, loss=r["loss"] + 1.5) if i >= len(rows) - 3 else r for i, r in enumerate(rows)]
+    report, _, probes = judge(tmp_path, run=_write_jsonl(tmp_path / "log.jsonl", rows))
+    assert probes["loss_spikes"]["status"] == "WARN" and "still up where the log ends" in probes["loss_spikes"]["message"]
+    assert report["verdict"]["category"] != "INFRASTRUCTURE BUG"
