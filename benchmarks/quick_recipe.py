@@ -90,7 +90,7 @@ def run_variant(task: str, name: str, seed: int, args) -> dict:
                             steps=args.steps, progress=False,
                             overrides={k: v for k, v in fields.items() if not k.startswith("model.")},
                             model_overrides={k[6:]: v for k, v in fields.items() if k.startswith("model.")})
-        report, _ = run_quick(opts)
+        report = run_quick(opts).to_dict()
         return record(task, name, seed, report, None)
 
 

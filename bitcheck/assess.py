@@ -1,20 +1,30 @@
 """The one judge: a Subject and the evidence of a run or a file -> probes -> decision tree -> Report.
 
     report = assess("quick-arith", subject, evidence, metrics, QUICK, run_dir=str(run.path))
-    write_report(run, report.to_dict()); raise SystemExit(report.exit_code)
+    write_report(run, report.to_dict()); return report      # the CLI renders it and exits report.exit_code
 
 Every command builds its (Subject, Evidence) and calls `assess`; nothing else runs the probes and the
 tree, writes a report dict or computes an exit code. After Ctrl-C only the quick weight-level probes
-("static") run, so the report of what ran is written promptly.
+("static") run, so the report of what ran is written promptly. A run of the user's model that did not
+learn may be bisected: `retrain` is that second opinion, asked once by the judge and judged again.
+The commands that check without the tree (conform's properties, export's parity, the self-test's
+matrix) return an `Outcome`, whose exit code is decided here too.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Callable
 
 from bitcheck.rundir import RunDir
 from bitcheck.subjects import probe_results
-from bitcheck.verdict import QUICK, Evidence, Policy, Verdict, judge
+from bitcheck.verdict import QUICK, Category, Evidence, Policy, Verdict, judge
 from probes import Subject
+
+# exit codes of every command (README, "Exit codes"); 2, a user mistake, is the CLI's (errors.UserError)
+EXIT_PASS, EXIT_FAIL, EXIT_INTERRUPTED = 0, 1, 130
+# the verdicts a retrain with swapped components can explain (bitcheck/bisect.py)
+RETRAIN_EXPLAINS = (Category.UNDERTRAINED, Category.TOO_SMALL)
 
 
 @dataclass
@@ -35,18 +45,63 @@ class Report:
     def exit_code(self) -> int:
         """0 PASS, 1 FAIL, 130 a run interrupted before it passed."""
         if self.verdict.status == "PASS":
-            return 0
-        return 130 if self.stopped == "interrupted" else 1
+            return EXIT_PASS
+        return EXIT_INTERRUPTED if self.stopped == "interrupted" else EXIT_FAIL
+
+
+def saved_exit_code(report: dict) -> int:
+    """The exit code of a report.json re-rendered later (`bitcheck report`): 0 PASS, else 1."""
+    return EXIT_PASS if report["verdict"]["status"] == "PASS" else EXIT_FAIL
+
+
+@dataclass
+class Outcome:
+    """The result of a command that checks without the decision tree; `data` is what it prints (--json)."""
+    command: str
+    passed: bool
+    data: dict
+
+    def to_dict(self) -> dict:
+        return self.data
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_PASS if self.passed else EXIT_FAIL
+
+
+def conform_outcome(layer: str, properties: list[dict]) -> Outcome:
+    """`bitcheck conform`: passes when every property holds (a SKIP or ERROR does not)."""
+    return Outcome("conform", all(r["status"] == "PASS" for r in properties),
+                   {"command": "conform", "layer": layer, "properties": properties})
+
+
+def export_outcome(out: str, result: dict) -> Outcome:
+    """`bitcheck export`: passes when the packed inference path holds parity with the training forward."""
+    return Outcome("export", result["parity"]["status"] == "PASS", {"command": "export", "out": out, **result})
+
+
+def selftest_outcome(result: dict) -> Outcome:
+    """`bitcheck selftest`: passes when every planted bug is caught and attributed and no healthy seed alarms."""
+    return Outcome("selftest", bool(result["ok"]), result)
 
 
 def assess(command: str, subject: Subject | None, evidence: Evidence, metrics: dict, policy: Policy = QUICK,
-           run_dir: str | None = None, probes: list[dict] | None = None) -> Report:
+           run_dir: str | None = None, probes: list[dict] | None = None,
+           retrain: Callable[[], list[dict]] | None = None) -> Report:
     """Run the probes on `subject` and the tree on their results with `evidence`; `run_dir` is the
     report's run directory (None for a file diagnosed outside one). `probes`: results already run on
-    this subject (a second judgement with more evidence, e.g. a bisection, does not probe again)."""
+    this subject. `retrain`: () -> bisection rows ({"swap", "passed", "steps", ...}, bitcheck/bisect.py),
+    called once when the verdict is UNDERTRAINED or MODEL TOO SMALL after a run that was not
+    interrupted; the rows become `metrics["bisection"]` and evidence, and the tree judges again."""
     if probes is None:
         probes = probe_results(subject, kinds=("static",) if evidence.stopped == "interrupted" else policy.kinds)
-    return Report(command, judge(probes, evidence, policy), metrics, probes, run_dir, evidence.stopped)
+    verdict = judge(probes, evidence, policy)
+    if (retrain is not None and evidence.stopped != "interrupted" and not evidence.bisection
+            and verdict.category in RETRAIN_EXPLAINS):
+        metrics["bisection"] = retrain()
+        evidence = dataclasses.replace(evidence, bisection=metrics["bisection"])
+        verdict = judge(probes, evidence, policy)
+    return Report(command, verdict, metrics, probes, run_dir, evidence.stopped)
 
 
 def run_curve(run: RunDir, upto: int | None = None, validation: bool = False, min_points: int = 0) -> list[dict]:

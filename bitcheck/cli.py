@@ -82,21 +82,29 @@ def _interrupt_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def _show(report: dict, json_out: bool, code: int) -> None:
-    """The report on stdout (JSON with --json, the summary on stderr then), and the exit code."""
+def _show(report, json_out: bool) -> None:
+    """The judge's Report on stdout (JSON with --json, the summary on stderr then), and its exit code."""
+    data = report.to_dict()
     if json_out:
-        typer.echo(json.dumps(render.clean(report), indent=2))
-        render.render_terminal(report, Console(stderr=True))
+        typer.echo(json.dumps(render.clean(data), indent=2))
+        render.render_terminal(data, Console(stderr=True))
     else:
-        render.render_terminal(report, Console())
-    raise typer.Exit(code)
+        render.render_terminal(data, Console())
+    raise typer.Exit(report.exit_code)
 
 
 def _print(result, json_out: bool, renderer) -> None:
+    """A listing or an Outcome's data: JSON on stdout with --json, else the renderer's view."""
     if json_out:
         typer.echo(json.dumps(render.clean(result), indent=2))
     else:
         renderer(result, Console())
+
+
+def _finish(outcome, json_out: bool, renderer) -> None:
+    """A command's Outcome (bitcheck/assess.py decides its exit code), rendered, and that exit code."""
+    _print(outcome.to_dict(), json_out, renderer)
+    raise typer.Exit(outcome.exit_code)
 
 
 @app.command()
@@ -132,8 +140,7 @@ def _quick_command(name: str) -> None:
         resume, json_out = kw.pop("resume"), kw.pop("json_out")
         _interrupt_on_sigterm()
         opts = QuickOptions(task=name, options=options, progress=sys.stderr.isatty(), **kw)
-        report, code = run_quick(opts, resume=resume, command=f"quick-{name}")
-        _show(report, json_out, code)
+        _show(run_quick(opts, resume=resume, command=f"quick-{name}"), json_out)
 
     def param(key, annotation, default):
         return inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
@@ -218,10 +225,10 @@ def tinystories(
                           layers=layers,
                           progress=sys.stderr.isatty())
     _interrupt_on_sigterm()
-    report, code = run_stories(opts, resume=resume)
+    report = run_stories(opts, resume=resume)
     if report is None:  # a torchrun rank other than 0: rank 0 reports
-        raise typer.Exit(code)
-    _show(report, json_out, code)
+        raise typer.Exit(0)
+    _show(report, json_out)
 
 
 # ---- saved models and layers ----------------------------------------------------------------------------
@@ -259,18 +266,11 @@ def diagnose(
     modified. Exit 0 PASS, 1 FAIL, 2 for a bad file, factory, tokenizer or text.
     """
     from bitcheck.diagnose import diagnose as run_diagnose
-    from bitcheck.report import write_report
-    from bitcheck.rundir import RunDir, empty_output_dir
     from bitcheck.user_model import import_object
 
     factory = import_object(model, "--model") if model else None
-    report, code = run_diagnose(checkpoint, device=device, factory=factory, tokenizer=tokenizer, text=text,
-                                layers=layers)
-    if out:
-        target = empty_output_dir(out)
-        report["run_dir"] = str(target)
-        write_report(RunDir(target), report)
-    _show(report, json_out, code)
+    _show(run_diagnose(checkpoint, device=device, factory=factory, tokenizer=tokenizer, text=text, layers=layers,
+                       out=out), json_out)
 
 
 @app.command()
@@ -286,10 +286,9 @@ def export(
     the packed integer inference path is held to the training forward (the parity probe). Exit 0
     when parity holds, 1 when it does not, 2 for a bad CHECKPOINT or --out.
     """
+    from bitcheck.assess import export_outcome
     from bitcheck.export import export_checked
-    result = {"command": "export", "out": out, **export_checked(checkpoint, out)}
-    _print(result, json_out, render.render_export)
-    raise typer.Exit(0 if result["parity"]["status"] == "PASS" else 1)
+    _finish(export_outcome(out, export_checked(checkpoint, out)), json_out, render.render_export)
 
 
 @app.command()
@@ -315,6 +314,7 @@ def conform(
     seed, and the fix. Exit 0 when all hold, 1 when any fails, 2 for a bad LAYER or --factory, or a layer
     that cannot be tested as given (one line saying how: --factory, --device, --input-rank).
     """
+    from bitcheck.assess import conform_outcome
     from bitcheck.user_model import import_object
     from probes.conform import Harness, Untestable, check_layer
 
@@ -333,8 +333,7 @@ def conform(
                                                     max_examples=examples)]
     except Untestable as e:
         raise UserError(f"cannot test {layer or factory}: {e}") from None
-    _print({"command": "conform", "layer": layer or factory, "properties": results}, json_out, render.render_conform)
-    raise typer.Exit(1 if any(r["status"] != "PASS" for r in results) else 0)
+    _finish(conform_outcome(layer or factory, results), json_out, render.render_conform)
 
 
 def torch_cuda_available() -> bool:
@@ -385,11 +384,10 @@ def curve(
     """
     from bitcheck.curve import CurveOptions, check_curve
 
-    report, code = check_curve(CurveOptions(
+    _show(check_curve(CurveOptions(
         run=run, config=config, checkpoint=checkpoint, params=params, vocab=vocab, hidden=hidden, tied=tied,
         tokens_per_step=tokens_per_step, lr=lr, warmup=warmup, steps=steps, schedule=schedule, upto=upto,
-        loss=loss, out=out))
-    _show(report, json_out, code)
+        loss=loss, out=out)), json_out)
 
 
 # ---- reports and the self-test -------------------------------------------------------------------------
@@ -405,6 +403,7 @@ def report(
 
     Exit 0 if the run's verdict is PASS, 1 if FAIL, 2 if RUN_DIR holds no readable report.
     """
+    from bitcheck.assess import saved_exit_code
     from bitcheck.rundir import RunDir
 
     if format not in (None, "md", "html", "json"):
@@ -419,7 +418,7 @@ def report(
         typer.echo(render.render_html(data, run.read_jsonl(run.metrics), run.read_jsonl(run.evals)))
     else:
         render.render_terminal(data, Console())
-    raise typer.Exit(0 if data["verdict"]["status"] == "PASS" else 1)
+    raise typer.Exit(saved_exit_code(data))
 
 
 @app.command()
@@ -435,6 +434,7 @@ def selftest(
     Each known bug is planted into a small healthy BitNet and the decision tree must name the right
     part; healthy seeds count false alarms. Exit 0 if every bug is caught and attributed and no healthy seed raises an alarm, else 1.
     """
+    from bitcheck.assess import selftest_outcome
     from bitcheck.selftest import FAST_BUGS, run_selftest
 
     if seeds <= 0:
@@ -443,8 +443,7 @@ def selftest(
     err = Console(stderr=True)
     result = run_selftest(seeds=tuple(range(1 if fast else seeds)), bugs=names,
                           progress=lambda msg: err.print(f"[dim]selftest: {msg}[/]"))
-    _print(result, json_out, render.render_selftest)
-    raise typer.Exit(0 if result["ok"] else 1)
+    _finish(selftest_outcome(result), json_out, render.render_selftest)
 
 
 def main() -> None:

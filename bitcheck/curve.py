@@ -1,6 +1,6 @@
 """`bitcheck curve RUN`: judge a user's (large) training run from its own log and config.
 
-    report, code = check_curve(CurveOptions(run="runs/my-run", params="95M", vocab=32000, hidden=768))
+    report = check_curve(CurveOptions(run="runs/my-run", params="95M", vocab=32000, hidden=768))   # a Report
 
 Data flows: RUN (bitcheck/runlog.py: a run folder, scalars.jsonl, a CSV export, TensorBoard events)
 -> RunLog rows; --config / the folder's config.json / --checkpoint / options -> RunSpec (shape, tokens
@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from bitcheck.assess import assess
+from bitcheck.assess import Report, assess
 from bitcheck.config import ConfigError, TrainConfig
 from bitcheck.report import write_report
 from bitcheck.rundir import RunDir, append_jsonl
@@ -144,8 +144,8 @@ def curve_subject(log: RunLog, spec: RunSpec, key: str) -> tuple[Subject, dict]:
     return Subject(model=None, history=history), facts
 
 
-def check_curve(opts: CurveOptions) -> tuple[dict, int]:
-    """Read, probe, judge, write. Returns (report dict, exit code). Raises LogError (exit 2) for a log or
+def check_curve(opts: CurveOptions) -> Report:
+    """Read, probe, judge, write. Returns the judge's Report (`.exit_code`). Raises LogError (exit 2) for a log or
     config that cannot be read or lacks a loss, ConfigError for bad options."""
     if opts.loss not in ("auto", "train", "val"):
         raise ConfigError(f"--loss must be auto, train or val, not {opts.loss!r}")
@@ -180,9 +180,9 @@ def check_curve(opts: CurveOptions) -> tuple[dict, int]:
             append_jsonl(run.evals, {"step": r["step"], "val_loss": r["val_loss"]})
     metrics = {**facts, "loss_used": which, "upto": opts.upto}
     evidence = Evidence(steps=facts["steps"], run_dir=str(run.path))
-    report = assess("curve", subject, evidence, metrics, CURVE, run_dir=str(run.path)).to_dict()
-    write_report(run, report)
+    report = assess("curve", subject, evidence, metrics, CURVE, run_dir=str(run.path))
+    write_report(run, report.to_dict())
     for empty in (run.checkpoints, run.samples.parent):  # a log has no checkpoints or samples of its own
         if empty.is_dir() and not any(empty.iterdir()):
             empty.rmdir()
-    return report, (0 if report["verdict"]["status"] == "PASS" else 1)
+    return report

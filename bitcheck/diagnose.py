@@ -1,6 +1,6 @@
 """`bitcheck diagnose CHECKPOINT`: probe a saved BitNet, ours or a user's own.
 
-    report, code = diagnose("runs/arithmetic-s0-.../checkpoints/step_1300/checkpoint.pt")
+    report = diagnose("runs/arithmetic-s0-.../checkpoints/step_1300/checkpoint.pt")   # a Report
 
 - Our checkpoints (configs, tokenizer and task inside): the model is rebuilt and every probe that
   applies runs, the task is scored, and the tree gives the verdict as after training (the loss
@@ -32,7 +32,8 @@ from bitcheck import tokenizer as toks
 from bitcheck.assess import Report, assess, run_curve
 from bitcheck.config import ConfigError
 from bitcheck.errors import UserError, first_line
-from bitcheck.rundir import RunDir
+from bitcheck.report import write_report
+from bitcheck.rundir import RunDir, RunDirError, empty_output_dir
 from bitcheck.subjects import stories_subject, task_subject, tensors_subject, user_subject
 from bitcheck.tasks import build_task, score_task, task_batches
 from bitcheck.train import resolve_device
@@ -80,9 +81,11 @@ def find_state_dict(obj: object, path: str) -> tuple[dict[str, torch.Tensor], st
 
 
 def diagnose(path: str | Path, device: str = "auto", factory=None, tokenizer: str | None = None,
-             text: str | None = None, layers: str | None = None) -> tuple[dict, int]:
-    """Probe a checkpoint file, with the user's model `factory` when given. Returns (report, exit code
-    0 PASS / 1 FAIL)."""
+             text: str | None = None, layers: str | None = None, out: str | None = None) -> Report:
+    """Probe a checkpoint file, with the user's model `factory` when given. Returns the judge's Report
+    (`.exit_code` 0 PASS / 1 FAIL). `out`: a new folder that also receives report.{json,md,html} (its
+    path is the report's run_dir). Raises DiagnoseError (a UserError) for a file, factory or option
+    that cannot be used."""
     try:
         dev = str(resolve_device(device))
     except ConfigError as e:
@@ -96,29 +99,46 @@ def diagnose(path: str | Path, device: str = "auto", factory=None, tokenizer: st
         factory = hf.folder_factory(path)  # transformers loads it; the probes run as on a user's model
     if factory is None and (tokenizer or text or layers):
         raise DiagnoseError("--tokenizer, --text and --layers need the model code: give --model module.path:factory")
+    target = None
+    if out:
+        try:
+            target = empty_output_dir(out)
+        except RunDirError as e:
+            raise DiagnoseError(str(e)) from None
+    try:
+        report = _probe_file(Path(path), dev, factory, tokenizer, text, layers, str(target) if target else None)
+    except BaseException:
+        if target is not None and not any(target.iterdir()):
+            target.rmdir()  # checked before the probes ran (a bad --out fails fast), left as it was
+        raise
+    if target is not None:
+        write_report(RunDir(target), report.to_dict())
+    return report
+
+
+def _probe_file(path: Path, dev: str, factory, tokenizer: str | None, text: str | None, layers: str | None,
+                out: str | None) -> Report:
+    """The Report of one file: through the user's factory, as our checkpoint, or its tensors alone."""
     if factory is not None:
         try:
-            report = _diagnose_user(factory, Path(path), dev, tokenizer, text, layers)
+            return _diagnose_user(factory, path, dev, tokenizer, text, layers, out)
         except UserModelError as e:
             raise DiagnoseError(str(e)) from None
-        return report.to_dict(), report.exit_code
     obj, fmt = load_file(path)
     if ckpts.is_checkpoint(obj):
         try:
-            report = _diagnose_ours(ckpts.Checkpoint.from_payload(obj, str(path)), Path(path), dev)
+            return _diagnose_ours(ckpts.Checkpoint.from_payload(obj, str(path)), path, dev, out)
         except (ckpts.CheckpointError, toks.TokenizerError) as e:
             raise DiagnoseError(str(e)) from None
-    else:
-        report = _diagnose_tensors(obj, Path(path), fmt)
-    return report.to_dict(), report.exit_code
+    return _diagnose_tensors(obj, path, fmt, out)
 
 
-def _diagnose_ours(ckpt: ckpts.Checkpoint, path: Path, device: str) -> Report:
+def _diagnose_ours(ckpt: ckpts.Checkpoint, path: Path, device: str, out: str | None) -> Report:
     model = ckpts.build_model(ckpt, str(path)).to(device).eval()
     mcfg, train = ckpt.model_config, ckpt.train_config
     _, prefixes = ckpts.strip_prefixes(ckpt.model_state_dict)
     run = _run_dir_of(path)
-    where = str(run.path) if run else None
+    where = out or (str(run.path) if run else None)
     metrics = {"file": str(path), "format": "bitcheck checkpoint", "task": ckpt.task.get("name"), "steps": ckpt.step,
                "params": model.num_params(), "vocab_size": mcfg.vocab_size, "ln_vocab": math.log(mcfg.vocab_size)}
     name = ckpt.task.get("name")
@@ -136,11 +156,11 @@ def _diagnose_ours(ckpt: ckpts.Checkpoint, path: Path, device: str) -> Report:
         evals = [r for r in run.read_jsonl(run.evals) if r.get("step", 0) <= ckpt.step] if run else []
         last = evals[-1] if evals else {}
         metrics.update(val_loss=last.get("val_loss"), val_bpb=last.get("val_bpb"))
-        passed = metrics["val_bpb"] is not None and metrics["val_bpb"] <= STORIES.pass_bpb
+        # the STORIES policy decides PASS from the bits per byte (none outside the run: nothing says)
         curve = run_curve(run, ckpt.step, validation=True, min_points=MIN_POINTS) if run else []
-        evidence = Evidence.from_metrics(metrics, curve, passed if run else None, where or str(path))
-        return assess("diagnose", stories_subject(model, mcfg, tok, batches, text), evidence, metrics,
-                      STORIES if run else QUICK, run_dir=where)
+        evidence = Evidence.from_metrics(metrics, curve, None, where or str(path))
+        return assess("diagnose", stories_subject(model, mcfg, tok, batches, text), evidence, metrics, STORIES,
+                      run_dir=where)
     try:
         task = build_task(name, ckpt.task)
     except ConfigError:
@@ -173,12 +193,12 @@ def _run_dir_of(path: Path) -> RunDir | None:
     return None
 
 
-def _diagnose_tensors(obj: object, path: Path, fmt: str) -> Report:
+def _diagnose_tensors(obj: object, path: Path, fmt: str, out: str | None) -> Report:
     sd, nested = find_state_dict(obj, str(path))
     sd, prefixes = ckpts.strip_prefixes(sd)
     metrics = {"file": str(path), "format": fmt if fmt == "safetensors" else "state dict",
                "nested_under": nested, "prefixes_stripped": prefixes, "tensors": len(sd), "params": count_params(sd)}
-    return assess("diagnose", tensors_subject(sd), Evidence(run_dir=str(path)), metrics, TENSORS)
+    return assess("diagnose", tensors_subject(sd), Evidence(run_dir=str(path)), metrics, TENSORS, run_dir=out)
 
 
 def count_params(sd: dict[str, torch.Tensor]) -> int:
@@ -193,7 +213,7 @@ def count_params(sd: dict[str, torch.Tensor]) -> int:
 
 
 def _diagnose_user(factory, path: Path, device: str, tokenizer: str | None, text: str | None,
-                   layers: str | None) -> Report:
+                   layers: str | None, out: str | None) -> Report:
     subject, facts = user_subject(call_factory(factory, str(path)), device, tokenizer, text, layers)
     try:  # the checkpoint's own tensors, to check that the factory loaded them (probes/loading.py)
         subject.tensors = (hf.folder_tensors(path) if hf.is_folder(path)
@@ -207,4 +227,5 @@ def _diagnose_user(factory, path: Path, device: str, tokenizer: str | None, text
     metrics = {"file": str(path), "format": "hugging face folder" if hf.is_folder(path) else "user model",
                "factory": getattr(factory, "__name__", str(factory)),
                "text": text, "tokenizer": tokenizer, **facts}
-    return assess("diagnose", subject, Evidence.from_metrics(metrics, [], learned, str(path)), metrics, USER)
+    return assess("diagnose", subject, Evidence.from_metrics(metrics, [], learned, str(path)), metrics, USER,
+                  run_dir=out)

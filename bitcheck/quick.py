@@ -2,7 +2,7 @@
 evaluate it on held-out examples while it trains, stop as soon as the task passes, and write
 the run directory and report.
 
-    report, code = run_quick(QuickOptions(task="arith"))   # or "json", "python" (bitcheck/tasks.py)
+    report = run_quick(QuickOptions(task="arith"))   # or "json", "python" (bitcheck/tasks.py); a Report
 
 The CLI (`bitcheck quick-<task>`) is a thin layer over `run_quick`; tests call either. A run decides
 its own length: cosine cycles of CYCLE steps with warm restarts, stopping at PASS, after STALL_EVALS
@@ -18,7 +18,7 @@ import torch
 
 from bitcheck import checkpoint as ckpts
 from bitcheck.adapter import Adapter, ModelSpec, build_for_training, load_adapter
-from bitcheck.assess import assess
+from bitcheck.assess import Report, assess
 from bitcheck.bisect import bisect, reference_run
 from bitcheck.config import PRESETS, ConfigError, ModelConfig, TrainConfig, preset_config
 from bitcheck.model import BitNet
@@ -29,7 +29,7 @@ from bitcheck.subjects import make_watchers, own_history, own_model_subject, own
 from bitcheck.tasks import (CYCLE, NO_STEP_LIMIT, REFERENCE_SCHEDULE, STALL_EVALS, TASKS, build_task, make_evaluator,
                             task_batches, task_options, validation_batch)
 from bitcheck.train import Stop, Trainer, resolve_device
-from bitcheck.verdict import QUICK, Category, Evidence
+from bitcheck.verdict import QUICK, Evidence
 
 
 @dataclass
@@ -124,8 +124,8 @@ def _setup(opts: QuickOptions, resume: str | None):
     return None, mcfg, tcfg, task, answer_only, None  # the run directory is made once the model is built
 
 
-def run_quick(opts: QuickOptions, resume: str | None = None, command: str | None = None) -> tuple[dict, int]:
-    """Train, evaluate, write the run directory and report. Returns (report, exit code)."""
+def run_quick(opts: QuickOptions, resume: str | None = None, command: str | None = None) -> Report:
+    """Train, evaluate, write the run directory and report. Returns the judge's Report (`.exit_code`)."""
     command = command or f"quick-{opts.task}"
     run, mcfg, tcfg, task, answer_only, ckpt = _setup(opts, resume)
     adapter_spec = ckpt.task.get("model") if ckpt is not None else opts.model
@@ -187,15 +187,13 @@ def run_quick(opts: QuickOptions, resume: str | None = None, command: str | None
                                answer_only)
     passed = bool(result.last_eval and result.last_eval.passed)
     evidence = Evidence.from_metrics(metrics, scalars, passed, str(run.path))
-    report = assess(command, subject, evidence, metrics, QUICK, run_dir=str(run.path))
-    if (adapter is not None and opts.bisect and result.stopped != Stop.INTERRUPTED
-            and report.verdict.category in (Category.UNDERTRAINED, Category.TOO_SMALL)):
-        metrics["bisection"] = bisect(adapter, mcfg, tcfg, task, answer_only, layers, run,
-                                      REFERENCE_SCHEDULE, opts.progress)
-        evidence = Evidence.from_metrics(metrics, scalars, passed, str(run.path))
-        report = assess(command, subject, evidence, metrics, QUICK, run_dir=str(run.path), probes=report.probes)
+    retrain = None
+    if adapter is not None and opts.bisect:  # asked by the judge only when the user's model did not learn
+        def retrain():
+            return bisect(adapter, mcfg, tcfg, task, answer_only, layers, run, REFERENCE_SCHEDULE, opts.progress)
+    report = assess(command, subject, evidence, metrics, QUICK, run_dir=str(run.path), retrain=retrain)
     write_report(run, report.to_dict())
-    return report.to_dict(), report.exit_code
+    return report
 
 
 def _own_subject(adapter: Adapter, model, mcfg: ModelConfig, task, batches, tcfg: TrainConfig, watchers, trainer,

@@ -42,7 +42,7 @@ from bitcheck.subjects import own_model_subject, training_history
 from bitcheck.tasks import (REFERENCE_SCHEDULE, STALL_EVALS, TASKS, build_task, make_evaluator, task_batches,
                             task_options, validation_batch)
 from bitcheck.train import Evaluation, Stall, Stop
-from bitcheck.verdict import QUICK, Category, Evidence
+from bitcheck.verdict import QUICK, Evidence
 from probes.optimizer import OptimizerWatch
 from probes.quantization import FlipWatch
 
@@ -182,13 +182,8 @@ class Session:
                                     self.answer_only, self.config.block_size)
         evidence = Evidence.from_metrics(metrics, scalars, bool(self.last_eval.passed), str(self.run.path))
         command = command or f"session {self.name}"
-        report = assess(command, subject, evidence, metrics, QUICK, run_dir=str(self.run.path))
-        if (bisect and fresh_model is not None and stopped != Stop.INTERRUPTED
-                and report.verdict.category in (Category.UNDERTRAINED, Category.TOO_SMALL)):
-            metrics["bisection"] = [self._loop_swap(fresh_model)]
-            evidence = Evidence.from_metrics(metrics, scalars, False, str(self.run.path))
-            report = assess(command, subject, evidence, metrics, QUICK, run_dir=str(self.run.path),
-                            probes=report.probes)
+        retrain = (lambda: [self._loop_swap(fresh_model)]) if bisect and fresh_model is not None else None
+        report = assess(command, subject, evidence, metrics, QUICK, run_dir=str(self.run.path), retrain=retrain)
         write_report(self.run, report.to_dict())
         return report
 

@@ -32,6 +32,7 @@ import torch
 
 from bitcheck.errors import UserError, first_line
 from bitcheck.tokenizer import EOS as SEPARATOR
+from bitcheck.verdict import LEARNED_MARGIN
 from probes import TokenizerAdapter
 from probes.core import logits_of
 
@@ -40,13 +41,6 @@ SEQ = 64  # tokens per row of the probe batches: the length the probe thresholds
 ROWS = 8
 N_TEXTS = 3
 TEXT_CHARS = 4000  # per reference text; the data probe reads at most this much of each
-# "Has the model learned the text?": its teacher-forced loss on the text must beat the best
-# input-independent predictor (the text's own unigram entropy) by this many nats. Measured on the
-# tests' user model (tests/user_models.py, BPE 320, generated stories): untrained 5.776, i.e. 1.58
-# nats *worse* than the unigram entropy 4.198 (an untrained model is near ln V = 5.768); trained 400
-# steps 1.749, 2.45 nats better. Without it an untrained model's gibberish would be blamed on
-# generation; the margin only keeps a model at the unigram level from counting as learned.
-LEARNED_MARGIN = 0.2
 
 
 class UserModelError(UserError):

@@ -10,7 +10,9 @@ settings.register_profile("ci", max_examples=60, deadline=None, derandomize=True
 settings.register_profile("dev", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
-torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+# one thread per test process under pytest-xdist (`make test` runs one worker per core: two trainings on
+# two threads each slow each other many times over), up to two threads otherwise
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else max(1, min(2, torch.get_num_threads())))
 
 
 @pytest.fixture

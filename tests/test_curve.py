@@ -26,8 +26,9 @@ SEEDS = range(5)
 def judge(tmp_path, kind=None, seed=0, run=None, **opts):
     if run is None:
         run = write_run(spec_for(kind, seed=seed), tmp_path / f"{kind}-{seed}")
-    report, code = check_curve(CurveOptions(run=str(run), out=str(tmp_path / "out"), **opts))
-    return report, code, {p["name"]: p for p in report["probes"]}
+    result = check_curve(CurveOptions(run=str(run), out=str(tmp_path / "out"), **opts))
+    report = result.to_dict()
+    return report, result.exit_code, {p["name"]: p for p in report["probes"]}
 
 
 @pytest.mark.parametrize("seed", SEEDS)
