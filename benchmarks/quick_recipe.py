@@ -1,6 +1,6 @@
 """Measure quick-run recipes: steps and wall time until the task's PASS criteria hold.
 
-The README's PASS tables come from the default command exactly as users run it, timed from start
+The PASS tables of docs/MEASUREMENTS.md come from the default command exactly as users run it, timed from start
 to verdict (a fresh `bitcheck quick-<task>` process per seed, compiled on CPU, its own defaults):
 
     .venv/bin/python benchmarks/quick_recipe.py --cli --cold --task arith --seeds 0-19     # alone

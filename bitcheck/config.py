@@ -58,8 +58,8 @@ class ModelConfig:
 
 
 # The seed design's shapes. vocab_size None means "take it from the task's tokenizer".
-# `tiny` is the CPU default of the quick runs, chosen by measurement (README, "Choosing the quick-run
-# recipes"): 8 heads of size 16 rather than 4 sharing 2 KV heads, because reading the units digits
+# `tiny` is the CPU default of the quick runs, chosen by measurement (docs/MEASUREMENTS.md, "Choosing the
+# quick-run recipes"): 8 heads of size 16 rather than 4 sharing 2 KV heads, because reading the units digits
 # of both operands takes separate lookups; the 4-head shape left some seeds stuck below 50%.
 PRESETS: dict[str, dict] = {
     "tiny": dict(vocab_size=None, n_embd=128, n_layer=2, n_head=8, n_kv_head=8, ffn_hidden=384, block_size=128),

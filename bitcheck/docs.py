@@ -1,11 +1,14 @@
-"""The README's generated tables, so they cannot drift from the code: the commands (read from the CLI),
-the probes (read from the `@probe` registry: catches, fails_when, measured) and the level-3 script
+"""The documentation's generated blocks, so they cannot drift from the code: the commands (read from the
+CLI), the probes (read from the `@probe` registry: catches, fails_when, measured) and the level-3 script
 (examples/own_loop.py).
 
-    .venv/bin/python -m bitcheck.docs           # rewrite the generated blocks of README.md
-    .venv/bin/python -m bitcheck.docs --check   # exit 1 when they are stale (tests/test_readme.py)
+    .venv/bin/python -m bitcheck.docs           # rewrite the generated blocks of README.md and docs/*.md
+    .venv/bin/python -m bitcheck.docs --check   # exit 1 when any is stale (tests/test_readme.py)
 
-A block is every line between `<!-- generated:NAME -->` and `<!-- /generated:NAME -->`.
+A block is every line between `<!-- generated:NAME -->` and `<!-- /generated:NAME -->`; it is kept
+current wherever it sits, in README.md or any docs/*.md page (today: the commands in README.md, the
+probe tables in docs/PROBES.md, the level-3 script in docs/OWN_CODE.md). It does not check that every
+generator has a block somewhere: tests/test_readme.py does.
 """
 from __future__ import annotations
 
@@ -13,7 +16,9 @@ import re
 import sys
 from pathlib import Path
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+DOCS = ROOT / "docs"
 BLOCK = re.compile(r"(<!-- generated:(\w+) -->\n)(.*?)(<!-- /generated:\2 -->)", re.S)
 
 
@@ -60,9 +65,9 @@ def probe_table(tensors: bool) -> str:
 
 
 def own_loop_script() -> str:
-    """examples/own_loop.py without its docstring, as a python block: the README shows the script the
-    level-3 test runs."""
-    code = (README.parent / "examples" / "own_loop.py").read_text()
+    """examples/own_loop.py without its docstring, as a python block: docs/OWN_CODE.md shows the script
+    the level-3 test runs."""
+    code = (ROOT / "examples" / "own_loop.py").read_text()
     body = code.split('"""', 2)[2].lstrip("\n")
     return "```python\n" + body + "```\n"
 
@@ -71,20 +76,36 @@ GENERATORS = {"commands": commands_table, "probes": lambda: probe_table(False),
               "tensor_probes": lambda: probe_table(True), "own_loop": own_loop_script}
 
 
+def pages() -> list[Path]:
+    """The files whose generated blocks are kept current: README.md, then every docs/*.md page by name."""
+    return [README, *sorted(DOCS.glob("*.md"))]
+
+
 def render(text: str) -> str:
-    """README text with every generated block rewritten from the code."""
+    """A page's text with every generated block rewritten from the code (KeyError: an unknown block name)."""
     def block(m: re.Match) -> str:
         return m.group(1) + GENERATORS[m.group(2)]() + m.group(4)
     return BLOCK.sub(block, text)
 
 
 def main() -> int:
-    text = README.read_text()
-    fresh = render(text)
-    if "--check" in sys.argv:
-        return 0 if fresh == text else 1
-    README.write_text(fresh)
-    return 0
+    check = "--check" in sys.argv
+    stale = []
+    for page in pages():
+        text = page.read_text()
+        unknown = {m.group(2) for m in BLOCK.finditer(text)} - set(GENERATORS)
+        if unknown:  # a typo in a marker would otherwise be a KeyError traceback
+            print(f"{page.relative_to(ROOT)}: unknown generated block(s) {', '.join(sorted(unknown))}; "
+                  f"known: {', '.join(GENERATORS)}", file=sys.stderr)
+            return 1
+        fresh = render(text)
+        if fresh != text:
+            stale.append(str(page.relative_to(ROOT)))
+            if not check:
+                page.write_text(fresh)
+    if stale:
+        print(("stale: " if check else "rewrote: ") + ", ".join(stale), file=sys.stderr)
+    return 1 if check and stale else 0
 
 
 if __name__ == "__main__":

@@ -65,7 +65,7 @@ class QuickOptions:
 
 
 # Every quick run uses the tiny preset on CPU and 5m on CUDA, fp32 compiled on CPU and bf16 on CUDA,
-# and decides its own length (README, "Choosing the quick-run recipes"): cosine cycles of CYCLE steps
+# and decides its own length (docs/MEASUREMENTS.md): cosine cycles of CYCLE steps
 # with warm restarts, stopping at PASS, after STALL_EVALS evaluations without gain, or at the budget
 # (the constants live in bitcheck/tasks.py, shared with sessions and bisection).
 MINUTES = 15.0

@@ -47,8 +47,9 @@ from probes.optimizer import OptimizerWatch
 from probes.quantization import FlipWatch
 
 # The recipe a user's own optimizer and loop are asked to implement: the BitNet b1.58 two-stage schedule
-# over USER_HORIZON steps (README, "Validate your own training code" says what bitcheck's own BitNet
-# needs under it). The run still stops at PASS or after STALL_EVALS evaluations without gain.
+# over USER_HORIZON steps (docs/OWN_CODE.md, "The verdict compares with a reference", says what
+# bitcheck's own BitNet needs under it). The run still stops at PASS or after STALL_EVALS evaluations
+# without gain.
 USER_HORIZON = 3000
 EVAL_EVERY = 100
 

@@ -26,12 +26,12 @@ from synthetic.python_subset import PythonTask
 @dataclass(frozen=True)
 class TaskSpec:
     """A registered task: its class and the TrainConfig / ModelConfig fields of its CPU recipe (chosen by
-    measurement: README, "Choosing the quick-run recipes"). The loss mask is the task's own."""
+    measurement: docs/MEASUREMENTS.md, "Choosing the quick-run recipes"). The loss mask is the task's own."""
     cls: type[Task]
     train: dict
     model: dict = field(default_factory=dict)
     # what bitcheck's own BitNet (tiny preset, this recipe, compiled on CPU) measured, for verdicts on a
-    # user's model or loop: README, "Choosing the quick-run recipes"
+    # user's model or loop: docs/MEASUREMENTS.md, "Choosing the quick-run recipes"
     reference: str = ""
 
 
@@ -89,9 +89,9 @@ def task_batches(task: Task, seed: int, batch_size: int, seq_len: int, answer_on
 # Rows of the fixed validation batch (indices no training step uses): 64 rows of the training shape
 # put ~200 (arithmetic) to ~8,000 (json) loss tokens behind each validation loss, enough to see the
 # stall rule's 1% change on a curve that is still moving.
-# How a quick run decides its own length (README, "Choosing the quick-run recipes"): cosine cycles of
-# CYCLE steps with warm restarts, stopping at PASS, after STALL_EVALS evaluations without gain, or at
-# the time budget (NO_STEP_LIMIT: the budget binds first).
+# How a quick run decides its own length (docs/MEASUREMENTS.md, "Choosing the quick-run recipes"):
+# cosine cycles of CYCLE steps with warm restarts, stopping at PASS, after STALL_EVALS evaluations
+# without gain, or at the time budget (NO_STEP_LIMIT: the budget binds first).
 CYCLE = 1500  # arithmetic seeds 3/4 passed at 1200/1300 steps of a 1500 cosine, 1900/1800 at constant LR
 STALL_EVALS = 15  # one cycle: a restart first lowers the score, a cycle later it must have gained
 NO_STEP_LIMIT = 1_000_000

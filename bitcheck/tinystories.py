@@ -42,10 +42,11 @@ PROBE_TEXT_CHARS = 60_000  # validation text kept in checkpoints: the probes' re
 DEFAULT_STEPS = 30000  # the seed design's run
 DEFAULT_VOCAB = 2048  # presets that take the vocabulary from the tokenizer get this one when trained here
 # The run passes when validation bits per byte reach the STORIES policy's bar (bitcheck/verdict.py,
-# tokenizer-independent, so the 1m character model and the 12m BPE model share it). Measured (README,
-# "TinyStories"): the 1m preset, 10 minutes on the real 2 MiB sample, reached 1.56 bpb with the
-# gibberish probe passing (known words 0.97 of the reference's rate) but samples still misspelling
-# words; at 2.07 bpb (step 400) a third of the words were misspelt. The bar asks for clearly better.
+# tokenizer-independent, so the 1m character model and the 12m BPE model share it). Measured
+# (docs/MEASUREMENTS.md, "Measured on the real sample"): the 1m preset, 10 minutes on the real 2 MiB
+# sample, reached 1.56 bpb with the gibberish probe passing (known words 0.97 of the reference's rate)
+# but samples still misspelling words; at 2.07 bpb (step 400) a third of the words were misspelt. The
+# bar asks for clearly better.
 PASS_BPB = STORIES.pass_bpb
 
 

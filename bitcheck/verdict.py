@@ -174,8 +174,9 @@ class Policy:
 
 
 # The policies of bitcheck's kinds of run. Stories: a validation curve falling 4.2% over its last
-# fifth still improved its samples (README, "TinyStories"), so "steep" is 2% there; the 1.5 bits per
-# byte bar is where the 1m model's samples stopped misspelling most words on the real sample.
+# fifth still improved its samples (docs/MEASUREMENTS.md, "TinyStories: measured"), so "steep" is 2%
+# there; the 1.5 bits per byte bar is where the 1m model's samples stopped misspelling most words on
+# the real sample.
 QUICK = Policy()
 STORIES = Policy(steep_drop=0.02, pass_bpb=1.5, ok_next_steps=(
     "Train longer or a larger preset for better stories; the infrastructure is not what limits this model.",
@@ -189,7 +190,7 @@ USER = Policy(ok_next_steps=(
 CURVE = Policy(curve=True, kinds=("curve",))
 TENSORS = Policy(tensors_only=True, ok_next_steps=(
     "Load the weights into your model and run every probe from Python: "
-    "`probes.run_probes(probes.Subject(model=your_model, tokenizer=...))` (README, Diagnose).",
+    "`probes.run_probes(probes.Subject(model=your_model, tokenizer=...))` (docs/OWN_CODE.md).",
     "Run `bitcheck quick-arith` with your trainer's settings to compare a known-good run."))
 
 

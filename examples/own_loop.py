@@ -1,4 +1,4 @@
-"""Your own training loop on bitcheck's arithmetic task (README, "Validate your own training code").
+"""Your own training loop on bitcheck's arithmetic task (docs/OWN_CODE.md).
 
     python examples/own_loop.py my_adapter      # your module with build(spec) and optimizer(model, recipe)
 

@@ -213,7 +213,7 @@ class ProbeSpec:
     doc: str
     kind: str  # "static" (weights only), "dynamic" (runs the model), "training" (needs training history),
     #            "tensors" (a checkpoint's tensors, no model code), "curve" (a training log, no model)
-    # for people (the README's probe tables are generated from these): what it catches, when it FAILs,
+    # for people (docs/PROBES.md's probe tables are generated from these): what it catches, when it FAILs,
     # and what was measured on healthy models vs the bug
     catches: str = ""
     fails_when: str = ""
@@ -226,7 +226,7 @@ REGISTRY: dict[str, ProbeSpec] = {}
 def probe(name: str, branch: str, needs: tuple[str, ...] = (), kind: str = "dynamic", catches: str = "",
           fails_when: str = "", measured: str = ""):
     """Register a probe. `needs` names Subject fields that must be set, else the probe is SKIP;
-    `catches`, `fails_when` and `measured` document it (the README's probe tables)."""
+    `catches`, `fails_when` and `measured` document it (docs/PROBES.md's probe tables)."""
     assert branch in BRANCHES, branch
 
     def deco(fn):

@@ -15,7 +15,7 @@ from probes.core import Subject, Threshold, judge, probe
 # Share of characters lost in decode(encode(text)). Measured: byte-level BPE and our char tokenizers 0;
 # a BPE with the Whitespace pre-tokenizer on arithmetic text 0.076 (spaces and newlines). The 1m
 # preset's character alphabet may lose rare characters: the bar is 0.1% (0.0000% measured on the real
-# TinyStories sample, README "TinyStories").
+# TinyStories sample, docs/COMMANDS.md "TinyStories: real text").
 LOST_CHARS = Threshold("lost_char_share", warn=0.0, fail=0.001, source="exact tokenizers 0; Whitespace BPE 0.076")
 # Share of target positions (with a loss) equal to the next input token. Measured: healthy 1.0;
 # targets not shifted 0.031.

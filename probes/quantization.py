@@ -12,7 +12,7 @@ import torch
 from probes import reference as ref
 from probes.core import FAIL, Subject, Threshold, judge, probe, quant_layers
 
-# Measured (bitcheck selftest, tiny preset; README "Probe thresholds"): the largest zero share of any
+# Measured (bitcheck selftest, tiny preset; docs/PROBES.md "Self-test"): the largest zero share of any
 # layer is 0.32 at init and 0.378-0.385 after 400 steps (3 seeds); a planted collapse (one outlier
 # per layer inflating mean|W|) gives 0.99998.
 ZERO_SHARE = Threshold("max_zero_share", warn=0.75, fail=0.9, source="healthy 0.32-0.385; collapse 0.99998")

@@ -1,5 +1,5 @@
 """Training logs with a known answer, generated from a loss law with noise: what `bitcheck curve` is
-tested on, and the README's walk-through of a typical large run.
+tested on, and docs/CURVE.md's walk-through of a typical large run.
 
     python -m synthetic.curves typical /tmp/typical-run       # metrics/scalars.jsonl + config.json
     rows = generate(CurveSpec(kind="falling", seed=3))
@@ -16,7 +16,7 @@ Kinds (each a known answer): "falling" (cut at 20% of its horizon: undertrained)
 whose law still pays 4% per doubling: undertrained), "saturated" (the power law spent: flat), "spike"
 (saturated with a spike that recovers), "micro_batch" (the schedule stepped once per micro-batch, k=4:
 warmup and decay 4x fast; an infrastructure bug), "nonfinite" (the loss becomes NaN), "diverged" (a
-spike it never recovers from), "typical" (the README's 95M / 32K / 400K-step run).
+spike it never recovers from), "typical" (docs/CURVE.md's 95M / 32K / 400K-step run).
 Plain Python: no torch, no numpy, nothing from bitcheck or probes.
 """
 from __future__ import annotations
@@ -62,7 +62,7 @@ KINDS = {
     "micro_batch": dict(B=0.6, beta=1.2, ref_fraction=0.02, micro_batches=4),
     "nonfinite": dict(B=0.6, beta=1.2, ref_fraction=0.02, events={"nan_at": 0.7}),
     "diverged": dict(B=0.6, beta=1.2, ref_fraction=0.02, events={"diverge_at": 0.8}),
-    # the README's typical case: 95M parameters, a 32K vocabulary tied to a 768-wide model, 400K steps of
+    # docs/CURVE.md's typical case: 95M parameters, a 32K vocabulary tied to a 768-wide model, 400K steps of
     # 8,192 tokens (3.3B tokens), LR 1.5e-3 two-stage with 2,000 warmup steps; its loss law spent by the end
     "typical": dict(steps=400_000, log_every=100, warmup=2000, E=3.05, B=0.5, beta=0.9, ref_fraction=0.05,
                     C=0.12, noise=0.03, events={"spike_at": 0.31},

@@ -236,8 +236,9 @@ class PythonTask(Task):
     max_new_tokens = 320  # the generator's programs are 60-300 characters
     answer_only = False
 
-    # PASS bars: measured healthy quick-python runs (README, "Choosing the recipe") are well above
-    # these; free-running samples at temperature 1 occasionally stray, hence not 1.0.
+    # PASS bars: measured healthy quick-python runs (docs/MEASUREMENTS.md, "quick-json and
+    # quick-python") are well above these; free-running samples at temperature 1 occasionally stray,
+    # hence not 1.0.
     PASS = {"parse": 0.80, "indent": 0.80, "runs": 0.70}
 
     def __init__(self):

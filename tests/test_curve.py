@@ -114,7 +114,7 @@ def test_schedule_compared_only_when_intended_known(tmp_path):
 
 
 def test_typical_large_run(tmp_path):
-    """The README's case: 95M, 32K vocabulary, 400K steps of 8,192 tokens: flat, the vocabulary a quarter
+    """docs/CURVE.md's typical case: 95M, 32K vocabulary, 400K steps of 8,192 tokens: flat, the vocabulary a quarter
     of the model, 47 tokens per non-embedding parameter, below the published BitNet sizes."""
     report, _, probes = judge(tmp_path, "typical")
     cap = probes["model_capacity"]
@@ -503,7 +503,7 @@ def test_fp16_skipped_steps_warn_not_fail(tmp_path):
 def test_real_prediction_at_2x_holds(tmp_path):
     """bitcheck's 1m run on the whole real sample stopped at 4000 steps (validation loss still falling):
     UNDERTRAINED, and its predicted validation loss at 2x the tokens (the schedule stretched) matches the
-    8000-step run actually trained with the same command: 0.9666 at its end (README, Measured)."""
+    8000-step run actually trained with the same command: 0.9666 at its end (docs/CURVE.md, Measured)."""
     run = Path(__file__).parent / "data" / "tinystories-1m-4000"
     if not (run / "metrics" / "evals.jsonl").exists():
         pytest.skip("tests/data/tinystories-1m-4000 is missing")

@@ -30,7 +30,7 @@ def _healthy_pass(result, command):
 def test_quick_arith_passes(tmp_path):
     """The default command as users run it (compiled on CPU, its own recipe) reaches PASS: + and - >= 90%
     on held-out problems, probes healthy. Compiled CPU training is not bit-reproducible; the recipe's
-    margin is what makes this hold (benchmarks/quick_recipe.py: 20 of 20 seeds, README "quick-arith")."""
+    margin is what makes this hold (benchmarks/quick_recipe.py: 20 of 20 seeds, docs/MEASUREMENTS.md "quick-arith")."""
     result = CliRunner().invoke(app, ["quick-arith", "--device", "cpu", "--seed", "0", "--out", str(tmp_path), "--json"])
     report = _healthy_pass(result, "quick-arith")
     assert report["metrics"]["stopped"] == "early"  # stopped at PASS, neither stalled nor out of time
@@ -40,8 +40,8 @@ def test_quick_arith_passes(tmp_path):
 @pytest.mark.parametrize("command", ["quick-json", "quick-python"])
 def test_quick_json_and_python_pass(tmp_path, command):
     """The other synthetic tasks reach PASS with every probe healthy, the free-running text probes
-    included (these tasks train on every token). Measured over 10 seeds each: README "quick-json and
-    quick-python"."""
+    included (these tasks train on every token). Measured over 10 seeds each: docs/MEASUREMENTS.md
+    "quick-json and quick-python"."""
     result = CliRunner().invoke(app, [command, "--device", "cpu", "--seed", "0", "--out", str(tmp_path), "--json"])
     report = _healthy_pass(result, command)
     ran = {p["name"] for p in report["probes"] if p["status"] == "PASS"}

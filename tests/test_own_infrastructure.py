@@ -150,9 +150,9 @@ def test_loop_hooks_accumulation_and_resume(tmp_path):
 @pytest.mark.parametrize("level", ["model", "optimizer", "loop"])
 def test_healthy_user_infrastructure_passes(tmp_path, level):
     """The user's healthy codebase passes quick-arith at every level: their model in our loop, their
-    model and optimizer/schedule in our loop, and their own loop (examples/own_loop.py, the README's
-    script): INFRASTRUCTURE OK."""
-    if level == "loop":  # the README's script, run as a user runs it
+    model and optimizer/schedule in our loop, and their own loop (examples/own_loop.py, the level-3
+    script in docs/OWN_CODE.md): INFRASTRUCTURE OK."""
+    if level == "loop":  # the level-3 script (docs/OWN_CODE.md), run as a user runs it
         done = subprocess.run([sys.executable, str(ROOT / "examples" / "own_loop.py")], cwd=tmp_path, text=True,
                               capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=1200)
         assert done.returncode == 0 and "PASS: INFRASTRUCTURE OK" in done.stdout, (done.stdout, done.stderr[-3000:])

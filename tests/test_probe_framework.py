@@ -75,7 +75,7 @@ def test_tokenizer_adapter_over_tokenizers():
 
 
 def test_every_probe_documents_itself():
-    """Every registered probe has a docstring and a known branch (the README table is built from them)."""
+    """Every registered probe has a docstring and a known branch (docs/PROBES.md's tables are built from them)."""
     assert len(REGISTRY) >= 13
     for spec in REGISTRY.values():
         assert spec.doc and spec.branch

@@ -129,7 +129,8 @@ def test_ddp_two_gloo_processes_match_one_process(tmp_path):
 @pytest.mark.slow
 def test_generated_stories_end_to_end(tmp_path):
     """CI's real-text run: tokenizer, cache, a few hundred steps of the 1m preset on generated stories,
-    samples, probes, report. Measured (README, "TinyStories"): see the numbers quoted there."""
+    samples, probes, report. Measured (docs/MEASUREMENTS.md, "In CI: generated stories"): see the numbers
+    quoted there."""
     result = runner.invoke(app, ["tinystories", "--data", "synthetic:3000", "--preset", "1m", "--steps", "400",
                                  "--batch", "16", "--seq", "128", "--eval-every", "50", "--sample-every", "200",
                                  "--device", "cpu", "--data-dir", str(tmp_path / "d"), "--out", str(tmp_path / "r"),
