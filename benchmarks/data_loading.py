@@ -15,11 +15,11 @@ import tempfile
 import time
 
 
-from bitcheck import tokenizer as toks
-from bitcheck.config import TrainConfig, preset_config
-from bitcheck.model import BitNet
-from bitcheck.textdata import TokenBatches, build_cache, open_source
-from bitcheck.train import build_optimizer
+from bitcheck.bitnet import tokenizer as toks
+from bitcheck.bitnet.config import TrainConfig, preset_config
+from bitcheck.bitnet.model import BitNet
+from bitcheck.bitnet.textdata import TokenBatches, build_cache, open_source
+from bitcheck.bitnet.train import build_optimizer
 
 
 def median_s(fn, n: int) -> float:

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/diagnose_speed.py [--repeats 3]
 
 Builds the `12m` preset (vocab 2048) with seeded weights and times, end to end through the library
-entry point `bitcheck.diagnose.diagnose`: a raw state dict (.pt), the same nested with compile
+entry point `bitcheck.commands.diagnose.diagnose`: a raw state dict (.pt), the same nested with compile
 prefixes, and .safetensors (the tensor probes); then every model probe on the 12M model itself
 (random-token batches, no tokenizer: the text probes SKIP), as a user model would be probed.
 Prints the median of --repeats runs per case.
@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from bitcheck.config import preset_config
-from bitcheck.diagnose import diagnose
-from bitcheck.subjects import LogitsOnly, incremental_logits
-from bitcheck.model import packed_model
-from bitcheck.model import BitNet
+from bitcheck.bitnet.config import preset_config
+from bitcheck.commands.diagnose import diagnose
+from bitcheck.judge.subjects import LogitsOnly, incremental_logits
+from bitcheck.bitnet.model import packed_model
+from bitcheck.bitnet.model import BitNet
 from probes import REGISTRY, Subject, run_probes
 
 

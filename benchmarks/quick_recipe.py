@@ -7,7 +7,7 @@ to verdict (a fresh `bitcheck quick-<task>` process per seed, compiled on CPU, i
     .venv/bin/python benchmarks/quick_recipe.py --cli --task json --seeds 0-9 --parallel 2  # side by side,
                                                                   # one thread each (OMP_NUM_THREADS=1)
 
-Exploring recipes: each variant is the CPU default recipe of the task (bitcheck.quick.default_recipe)
+Exploring recipes: each variant is the CPU default recipe of the task (bitcheck.commands.quick.default_recipe)
 with a few fields changed ("model.*" fields change the preset's shape), run in this process:
 
     .venv/bin/python benchmarks/quick_recipe.py --variants default,rows64 --seeds 0,1
@@ -30,7 +30,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bitcheck.quick import QuickOptions, run_quick
+from bitcheck.commands.quick import QuickOptions, run_quick
 
 VARIANTS: dict[str, dict] = {
     "default": {},
@@ -77,13 +77,14 @@ def record(task: str, variant: str, seed: int, report: dict, wall_s: float | Non
 
 # Bugs planted into training (BitLinear.forward replaced for the whole run), to measure how long a
 # broken run takes to reach its verdict: `--plant no_ste`.
-PLANTS = {"no_ste": "_no_ste", "no_quant": "_no_quant", "inverted_scale": "_inverted_scale"}
+PLANTS = ("no_ste", "no_quant", "inverted_scale")  # BitLinear forwards of bitcheck/judge/plants.py
 
 
 def run_variant(task: str, name: str, seed: int, args) -> dict:
     if args.plant:
-        from bitcheck import model, selftest
-        model.BitLinear.forward = getattr(selftest, PLANTS[args.plant])
+        from bitcheck.bitnet import model
+        from bitcheck.judge import plants
+        model.BitLinear.forward = getattr(plants, args.plant)
     with tempfile.TemporaryDirectory() as out:
         fields = VARIANTS[name]
         opts = QuickOptions(task=task, preset=args.preset, seed=seed, out=out, minutes=args.minutes,

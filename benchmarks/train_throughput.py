@@ -20,9 +20,9 @@ import time
 
 import torch
 
-from bitcheck.config import TrainConfig, preset_config
-from bitcheck.model import BitLinear, BitNet
-from bitcheck.train import build_optimizer
+from bitcheck.bitnet.config import TrainConfig, preset_config
+from bitcheck.bitnet.model import BitLinear, BitNet
+from bitcheck.bitnet.train import build_optimizer
 
 
 def full_precision(model: torch.nn.Module) -> torch.nn.Module:

@@ -1,4 +1,4 @@
 """`python -m bitcheck ...` (also what `torchrun -m bitcheck` runs)."""
-from bitcheck.cli import main
+from bitcheck.commands.cli import main
 
 main()

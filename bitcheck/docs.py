@@ -30,7 +30,7 @@ def command_rows() -> list[tuple[str, str]]:
     """(usage, first paragraph of its help) for every command, in the order `bitcheck --help` lists them."""
     import typer
 
-    from bitcheck.cli import app
+    from bitcheck.commands.cli import app
     rows = []
 
     def walk(group, prefix: str) -> None:  # typer's own click: groups have .commands, arguments a type name
@@ -53,7 +53,7 @@ def commands_table() -> str:
 
 def probe_table(tensors: bool) -> str:
     """The probes of kind "tensors" (no model code), or all the others, in the tree's blame order."""
-    from bitcheck.verdict import PARTS
+    from bitcheck.judge.verdict import PARTS
     from probes import REGISTRY
     order = list(PARTS) + ["generation"]
     specs = sorted((s for s in REGISTRY.values() if (s.kind == "tensors") == tensors),

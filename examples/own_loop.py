@@ -13,7 +13,7 @@ import sys
 import torch
 import torch.nn.functional as F
 
-from bitcheck.session import Session
+from bitcheck.user.session import Session
 
 sys.path.insert(0, os.getcwd())                       # your modules, from the current folder
 mine = importlib.import_module(sys.argv[1] if len(sys.argv) > 1 else "tests.user_train")

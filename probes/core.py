@@ -21,7 +21,7 @@ import torch.nn as nn
 
 PASS, WARN, FAIL, SKIP, ERROR = "PASS", "WARN", "FAIL", "SKIP", "ERROR"
 
-# The parts of the decision tree a probe can point at (bitcheck/verdict.py maps them to verdicts).
+# The parts of the decision tree a probe can point at (bitcheck/judge/verdict.py maps them to verdicts).
 # "loading": the weights in the model are not the checkpoint's; "export": the conversion of the
 # quantized layers for deployment; "inference": the deployed model outside its quantized layers.
 BRANCHES = ("quantization", "gradients", "numerics", "data", "loss", "optimizer", "generation", "capacity",

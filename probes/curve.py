@@ -7,7 +7,7 @@ or flat, is the model too small for its vocabulary, was training unstable, was t
 
 `history["curve"]`: rows {step, loss/val_loss, lr, grad_norm, weight_decay} oldest first, `loss_key`
 (which loss to fit), `tokens_per_step` (None: steps stand in for tokens), `warmup`. `history["capacity"]`:
-params, embedding_params, vocab, hidden, tokens. These probes only measure; bitcheck/curve.py reads
+params, embedding_params, vocab, hidden, tokens. These probes only measure; bitcheck/commands/curve.py reads
 the log and says what the run intended.
 
 The fit (`fit_curve`) is the saturating power law of the data term of Hoffmann et al. 2022 (Chinchilla,

@@ -28,7 +28,7 @@ NOT_LOADED = Threshold("params_not_from_checkpoint", warn=None, fail=0,
 SAMPLE = 64  # values per tensor looked up by content
 CONTENT_SHARE = 0.9  # of those found among the checkpoint's values: the tensor came from the checkpoint
 CAST_RTOL = 1e-2  # same-named tensors within this relative max difference are equal (bf16 <-> fp32 casts)
-LEARNED_NATS = 0.2  # the margin of bitcheck's own "has it learned the text" gate (bitcheck/user_model.py)
+LEARNED_NATS = 0.2  # the margin of bitcheck's own "has it learned the text" gate (bitcheck/user/factory.py)
 
 
 def _strip(name: str, n: int) -> str:

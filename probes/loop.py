@@ -1,4 +1,4 @@
-"""Probes of a user's own training loop, through the small hooks it hands over (bitcheck/session.py):
+"""Probes of a user's own training loop, through the small hooks it hands over (bitcheck/user/session.py):
 is the loss it logs the cross-entropy over the target tokens, does gradient accumulation weight every
 token alike, and does resuming from its own checkpoint continue exactly?
 

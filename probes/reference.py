@@ -1,4 +1,4 @@
-"""Reference BitNet b1.58 math, written independently of bitcheck/model.py.
+"""Reference BitNet b1.58 math, written independently of bitcheck/bitnet/model.py.
 
 A bug in the BitLinear under test must not be able to hide itself, so this file shares no code
 with it and computes the same quantities a second way: integer codes and scales explicitly, in

@@ -11,7 +11,7 @@ al. 2024, momentum-free; the data term of Hoffmann et al. 2022):
 
 under the BitNet b1.58 two-stage schedule (linear warmup; lr falls linearly to half the peak at 50% of
 the steps with weight decay 0.1; then to a tenth with weight decay 0). Written here again, on purpose,
-apart from bitcheck/train.py: a generator that shared the code under test could not catch it.
+apart from bitcheck/bitnet/train.py: a generator that shared the code under test could not catch it.
 Kinds (each a known answer): "falling" (cut at 20% of its horizon: undertrained), "paying" (a whole run
 whose law still pays 4% per doubling: undertrained), "saturated" (the power law spent: flat), "spike"
 (saturated with a spike that recovers), "micro_batch" (the schedule stepped once per micro-batch, k=4:

@@ -17,7 +17,7 @@ torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else max(1, min
 
 @pytest.fixture
 def tiny_cfg():
-    from bitcheck.config import ModelConfig
+    from bitcheck.bitnet.config import ModelConfig
     return ModelConfig(vocab_size=21, n_embd=32, n_layer=2, n_head=4, n_kv_head=2, ffn_hidden=64, block_size=64)
 
 
@@ -29,7 +29,7 @@ def user_files(tmp_path_factory):
     labels shifted twice; tied.pt: a tied-head model saved without the duplicate head key; prefixed.pt:
     trained.pt with every key under 'model.'. About 40 s of training."""
     from synthetic.stories import generate_stories, stories_text
-    from bitcheck.tokenizer import train_bpe
+    from bitcheck.bitnet.tokenizer import train_bpe
     from tests.user_models import UserLM, train
     d = tmp_path_factory.mktemp("user")
     tok = train_bpe(generate_stories(1000), 320)

@@ -1,11 +1,11 @@
 """Shared helpers for the probe tests: a small subject of our model on arithmetic, and the tree's part."""
 import torch
 
-from bitcheck.config import ModelConfig
-from bitcheck.subjects import task_subject
-from bitcheck.model import BitNet
-from bitcheck.tasks import task_batches
-from bitcheck.verdict import decide
+from bitcheck.bitnet.config import ModelConfig
+from bitcheck.judge.subjects import task_subject
+from bitcheck.bitnet.model import BitNet
+from bitcheck.bitnet.tasks import task_batches
+from bitcheck.judge.verdict import decide
 from probes import run_probes
 from synthetic.arithmetic import ArithmeticTask
 

@@ -4,7 +4,7 @@ import random
 import pytest
 import torch
 
-from bitcheck.tasks import task_batches
+from bitcheck.bitnet.tasks import task_batches
 from synthetic.arithmetic import ArithmeticTask, parse_ops
 
 

@@ -1,12 +1,12 @@
-"""The one judge (bitcheck/assess.py) and the typed tree: exit codes, the interrupt rule, and the
+"""The one judge (bitcheck/judge/assess.py) and the typed tree: exit codes, the interrupt rule, and the
 policies that replaced the verdict edits commands used to make after the tree."""
 import torch
 
-from bitcheck.assess import Report, assess
-from bitcheck.config import ModelConfig
-from bitcheck.model import BitNet
-from bitcheck.subjects import LogitsOnly
-from bitcheck.verdict import QUICK, STORIES, TENSORS, Category, Evidence, Verdict, judge
+from bitcheck.judge.assess import Report, assess
+from bitcheck.bitnet.config import ModelConfig
+from bitcheck.bitnet.model import BitNet
+from bitcheck.judge.subjects import LogitsOnly
+from bitcheck.judge.verdict import QUICK, STORIES, TENSORS, Category, Evidence, Verdict, judge
 from probes import Subject
 
 HEALTHY = [{"name": "quantization_applied", "status": "PASS", "branch": "quantization", "value": 1e-7}]

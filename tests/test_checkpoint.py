@@ -1,4 +1,4 @@
-"""The checkpoint format (bitcheck/checkpoint.py): one writer and reader, weights-only safe, and every
+"""The checkpoint format (bitcheck/bitnet/checkpoint.py): one writer and reader, weights-only safe, and every
 checkpoint written before it (tests/data/checkpoint_7e760e0.pt: a 3-step run saved by bitcheck as it
 landed at commit 7e760e0, before this module existed) still loads, diagnoses and resumes."""
 import json
@@ -9,10 +9,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from bitcheck import checkpoint as ckpts
-from bitcheck.cli import app
-from bitcheck.config import ModelConfig, TrainConfig
-from bitcheck.model import BitNet
+from bitcheck.bitnet import checkpoint as ckpts
+from bitcheck.commands.cli import app
+from bitcheck.bitnet.config import ModelConfig, TrainConfig
+from bitcheck.bitnet.model import BitNet
 
 OLD = Path(__file__).parent / "data" / "checkpoint_7e760e0.pt"
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from bitcheck.cli import app
+from bitcheck.commands.cli import app
 
 runner = CliRunner()
 FAST = ["--no-compile", "--device", "cpu"]

@@ -5,8 +5,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from bitcheck.cli import app
-from bitcheck.model import BitLinear
+from bitcheck.commands.cli import app
+from bitcheck.bitnet.model import BitLinear
 from probes.conform import Harness, Untestable, check_layer
 from tests import conform_layers as L
 
@@ -43,7 +43,7 @@ def test_counterexample_is_shrunk():
 
 def test_cli_exit_codes_and_json():
     runner = CliRunner()
-    ok = runner.invoke(app, ["conform", "bitcheck.model:BitLinear", "--examples", "20", "--json"])
+    ok = runner.invoke(app, ["conform", "bitcheck.bitnet.model:BitLinear", "--examples", "20", "--json"])
     assert ok.exit_code == 0, ok.output
     assert {r["status"] for r in json.loads(ok.stdout)["properties"]} == {"PASS"}
     bad = runner.invoke(app, ["conform", "tests.conform_layers:InvertedScale", "--examples", "20"])
@@ -52,7 +52,7 @@ def test_cli_exit_codes_and_json():
                               "tests.conform_layers:make_good", "--examples", "10"])
     assert fac.exit_code == 0, fac.output
     for spec, needle in [("nodots", "module.path:Name"), ("no_such_module_xyz:Layer", "cannot import"),
-                         ("bitcheck.model:Nope", "has no attribute")]:
+                         ("bitcheck.bitnet.model:Nope", "has no attribute")]:
         r = runner.invoke(app, ["conform", spec])
         assert r.exit_code == 2 and needle in r.output and "Traceback" not in r.output, r.output
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bitcheck.cli import app
-from bitcheck.curve import CurveOptions, check_curve
-from bitcheck.runlog import LogError, canonical, parse_count, read_log, read_spec
+from bitcheck.commands.cli import app
+from bitcheck.commands.curve import CurveOptions, check_curve
+from bitcheck.user.runlog import LogError, canonical, parse_count, read_log, read_spec
 from probes import Subject, run_probes
 from probes.curve import find_spikes
 from synthetic.curves import config_of, generate, spec_for, write_run

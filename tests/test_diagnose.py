@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
-from bitcheck.cli import app
+from bitcheck.commands.cli import app
 from tests.test_probes_tensors import hf_packed_sd
 
 runner = CliRunner()

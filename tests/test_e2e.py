@@ -8,7 +8,7 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from bitcheck.cli import app
+from bitcheck.commands.cli import app
 
 
 def _healthy_pass(result, command):

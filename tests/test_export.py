@@ -7,12 +7,12 @@ import torch
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
-from bitcheck.cli import app
-from bitcheck.config import ModelConfig
-from bitcheck.subjects import LogitsOnly
-from bitcheck.export import export, load_packed
-from bitcheck.model import pack_codes, packed_model, ternary, unpack_codes
-from bitcheck.model import BitLinear, BitNet
+from bitcheck.commands.cli import app
+from bitcheck.bitnet.config import ModelConfig
+from bitcheck.judge.subjects import LogitsOnly
+from bitcheck.commands.export import export, load_packed
+from bitcheck.bitnet.model import pack_codes, packed_model, ternary, unpack_codes
+from bitcheck.bitnet.model import BitLinear, BitNet
 from probes import Subject, run_probes
 from tests.test_probes_tensors import pack_hf
 

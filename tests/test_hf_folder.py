@@ -6,7 +6,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from bitcheck.cli import app
+from bitcheck.commands.cli import app
 
 transformers = pytest.importorskip("transformers", reason="needs `pip install bitcheck[hf]`")
 pytest.importorskip("accelerate", reason="transformers needs accelerate to load BitNet quantization configs")

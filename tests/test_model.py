@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from bitcheck.config import ConfigError, ModelConfig, PRESETS, preset_config
-from bitcheck.model import BitLinear, BitNet, KVCache, sample_next
+from bitcheck.bitnet.config import ConfigError, ModelConfig, PRESETS, preset_config
+from bitcheck.bitnet.model import BitLinear, BitNet, KVCache, sample_next
 
 
 def _loss_at_init(cfg, seed=0, batch=8, seq=32):

@@ -1,5 +1,5 @@
 """Your infrastructure, not ours: a user's own model (level 1), optimizer and schedule (level 2) and
-training loop (level 3, bitcheck.session) on the quick tasks, written apart from bitcheck
+training loop (level 3, bitcheck.user.session) on the quick tasks, written apart from bitcheck
 (tests/user_train.py). Healthy, each level passes quick-arith (slow tests); each planted training-time
 bug is named with the right part after a short run; bad adapters are one line and exit 2."""
 import json
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bitcheck.cli import app
-from bitcheck.session import Session
+from bitcheck.commands.cli import app
+from bitcheck.user.session import Session
 from tests import user_train
 
 runner = CliRunner()

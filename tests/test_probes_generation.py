@@ -3,8 +3,8 @@ import random
 
 import torch
 
-from bitcheck.model import sample_next
-from bitcheck.selftest import _offset_incremental
+from bitcheck.bitnet.model import sample_next
+from bitcheck.judge.plants import offset_incremental
 from probe_helpers import part, result, subject
 from probes.generation import ends_in_loop, seq_rep_n
 from synthetic.arithmetic import ArithmeticTask
@@ -30,7 +30,7 @@ def test_kv_cache_parity_both_ways():
     """Our cache matches a full forward; a cache whose position stalls after token 0 does not."""
     s = subject()
     assert result(s, "kv_cache_parity").status == "PASS"
-    s.incremental_logits = _offset_incremental
+    s.incremental_logits = offset_incremental
     r = result(s, "kv_cache_parity")
     assert r.status == "FAIL" and "first at position 1" in r.message
     assert part(s, "kv_cache_parity") == "generation"

@@ -1,11 +1,11 @@
 """Gradient and optimizer probes: STE flow, overfit-one-batch, update ratio; both ways."""
 import torch
 
-from bitcheck.subjects import LogitsOnly, make_watchers
-from bitcheck.selftest import _no_ste, _patch_bitlinear, _train, bug_lr_blowup, Setup
+from bitcheck.judge.subjects import LogitsOnly, make_watchers
+from bitcheck.judge.plants import no_ste, patch_bitlinear, train_steps, bug_lr_blowup, Setup
 from probe_helpers import CFG, part, result, subject
 from synthetic.arithmetic import ArithmeticTask
-from bitcheck.model import BitNet
+from bitcheck.bitnet.model import BitNet
 
 
 def test_healthy_gradients_pass():
@@ -21,7 +21,7 @@ def test_healthy_gradients_pass():
 def test_missing_ste_is_caught():
     """Quantizers without the straight-through estimator: wrong latent gradients, no memorisation."""
     s = subject()
-    s.model = LogitsOnly(_patch_bitlinear(s.model.inner, _no_ste))
+    s.model = LogitsOnly(patch_bitlinear(s.model.inner, no_ste))
     r = result(s, "ste_gradient_flow")
     assert r.status == "FAIL" and r.value["max_relative_error"] > 0.1
     assert part(s, "ste_gradient_flow") == "gradients/STE"
@@ -34,7 +34,7 @@ def test_update_ratio_both_ways():
     torch.manual_seed(0)
     model = BitNet(CFG)
     healthy = make_watchers(every_flip=10, every_update=5)
-    _train(model, task, 0, 30, 3e-3, healthy)
+    train_steps(model, task, 0, 30, 3e-3, healthy)
     s = subject(history={"update_ratios": healthy[1].records})
     assert result(s, "update_ratio").status == "PASS", result(s, "update_ratio").message
     blown = bug_lr_blowup(Setup(model, task, 0, healthy, None))

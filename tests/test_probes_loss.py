@@ -1,9 +1,9 @@
 """Loss probes: init loss, causality; both ways."""
 import torch
 
-from bitcheck.subjects import LogitsOnly
-from bitcheck.model import Attention, BitNet
-from bitcheck.selftest import _leaky_attention
+from bitcheck.judge.subjects import LogitsOnly
+from bitcheck.bitnet.model import Attention, BitNet
+from bitcheck.judge.plants import leaky_attention
 from probe_helpers import CFG, part, result, subject
 
 
@@ -33,7 +33,7 @@ def test_causal_leak_is_caught():
     s = subject()
     for m in s.model.modules():
         if isinstance(m, Attention):
-            m.forward = types.MethodType(_leaky_attention, m)
+            m.forward = types.MethodType(leaky_attention, m)
     r = result(s, "causal_leak")
     assert r.status == "FAIL" and r.value > 1e-3 and "first at position" in r.message
     assert part(s, "causal_leak") == "loss/causality"

@@ -2,8 +2,8 @@
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers, decoders
 
-from bitcheck.subjects import LogitsOnly
-from bitcheck.selftest import _no_eps, _patch_bitlinear
+from bitcheck.judge.subjects import LogitsOnly
+from bitcheck.judge.plants import no_eps, patch_bitlinear
 from probe_helpers import part, result, subject
 from probes import TokenizerAdapter
 
@@ -20,7 +20,7 @@ def test_healthy_numerics_and_data_pass():
 def test_zero_row_nan_is_caught():
     """absmax without eps: an all-zero row turns into NaN, and the probe names the layer."""
     s = subject()
-    s.model = LogitsOnly(_patch_bitlinear(s.model.inner, _no_eps))
+    s.model = LogitsOnly(patch_bitlinear(s.model.inner, no_eps))
     r = result(s, "nonfinite")
     assert r.status == "FAIL" and "all-zero input row" in r.message
     assert part(s, "nonfinite") == "numerics"

@@ -3,8 +3,8 @@ training runs that plant the same bugs are tests/test_own_infrastructure.py)."""
 import torch
 import torch.nn as nn
 
-from bitcheck.adapter import Recipe
-from bitcheck.bisect import ReferenceBitLinear, swap_layers
+from bitcheck.user.adapter import Recipe
+from bitcheck.user.bisection import ReferenceBitLinear, swap_layers
 from probes import Subject, run_probes
 from probes.optimizer import _time_scale
 from tests.user_train import UserBitNet, accumulate, accumulate_per_micro_batch

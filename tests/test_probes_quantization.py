@@ -3,9 +3,9 @@ import copy
 
 import torch
 
-from bitcheck.subjects import LogitsOnly
-from bitcheck.model import BitLinear, ternary_codes
-from bitcheck.selftest import _inverted_scale, _no_quant, _patch_bitlinear
+from bitcheck.judge.subjects import LogitsOnly
+from bitcheck.bitnet.model import BitLinear, ternary_codes
+from bitcheck.judge.plants import inverted_scale, no_quant, patch_bitlinear
 from probe_helpers import part, result, subject
 from probes import reference as ref
 from probes.quantization import REF_ERROR, FlipWatch, effective_weight, ternary_stats
@@ -75,7 +75,7 @@ def test_effective_weight_reads_ternary_codes():
 def test_full_precision_is_caught():
     """Quantization skipped: layers are not ternary and differ from the reference -> quantization."""
     s = subject()
-    s.model = LogitsOnly(_patch_bitlinear(_model(s), _no_quant))
+    s.model = LogitsOnly(patch_bitlinear(_model(s), no_quant))
     assert result(s, "ternary_distribution").status == "FAIL"
     assert result(s, "quantization_applied").status == "FAIL"
     assert part(s, "quantization_applied") == "quantization"
@@ -84,7 +84,7 @@ def test_full_precision_is_caught():
 def test_inverted_scale_is_caught():
     """Codes / mean|W| instead of * mean|W|: still ternary, but the output is off by orders of magnitude."""
     s = subject()
-    s.model = LogitsOnly(_patch_bitlinear(_model(s), _inverted_scale))
+    s.model = LogitsOnly(patch_bitlinear(_model(s), inverted_scale))
     r = result(s, "quantization_applied")
     assert r.status == "FAIL" and r.value > 1.0 and "inverted" in r.message
     assert result(s, "ternary_distribution").status == "PASS"
@@ -93,12 +93,12 @@ def test_inverted_scale_is_caught():
 def test_missing_activation_quant_is_caught():
     """Weights quantized but activations left in float: a small but clear gap to the reference."""
     import torch.nn.functional as F
-    from bitcheck.model import weight_quant
+    from bitcheck.bitnet.model import weight_quant
 
     def no_act(self, x):
         return F.linear(x, self.weight + (weight_quant(self.weight) - self.weight).detach())
     s = subject()
-    s.model = LogitsOnly(_patch_bitlinear(_model(s), no_act))
+    s.model = LogitsOnly(patch_bitlinear(_model(s), no_act))
     r = result(s, "quantization_applied")
     assert r.status == "FAIL" and 1e-3 < r.value < 0.1, r.value
 
@@ -137,7 +137,7 @@ def test_flip_rate_watch_and_churn_warning():
 def test_binary_layers_are_not_called_ternary():
     """#15: sign codes (b1) have one magnitude like ternary codes, but no zeros: ternary_distribution names them."""
     import torch.nn.functional as F
-    from bitcheck.model import activation_quant
+    from bitcheck.bitnet.model import activation_quant
 
     def binary(self, x):
         w = self.weight
@@ -145,7 +145,7 @@ def test_binary_layers_are_not_called_ternary():
         return F.linear(x + (activation_quant(x) - x).detach(), w + (wb - w).detach())
     s = subject()
     assert result(s, "ternary_distribution").value["binary_layers"] == 0
-    s.model = LogitsOnly(_patch_bitlinear(_model(s), binary))
+    s.model = LogitsOnly(patch_bitlinear(_model(s), binary))
     r = result(s, "ternary_distribution")
     assert r.status == "FAIL" and "binary (b1)" in r.message and r.value["binary_layers"] > 0, r.message
 

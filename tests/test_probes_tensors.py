@@ -1,9 +1,9 @@
 """Tensor probes (no model code): PASS on healthy weights, FAIL with each bug planted, right part named."""
 import torch
 
-from bitcheck.config import preset_config
-from bitcheck.model import BitNet
-from bitcheck.verdict import decide
+from bitcheck.bitnet.config import preset_config
+from bitcheck.bitnet.model import BitNet
+from bitcheck.judge.verdict import decide
 from probes import SKIP, Subject, run_probes
 from probes.tensors import latent_candidates, unpack_hf
 

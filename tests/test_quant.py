@@ -4,7 +4,7 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bitcheck.model import BitLinear, activation_quant, weight_quant
+from bitcheck.bitnet.model import BitLinear, activation_quant, weight_quant
 from probes import reference as ref
 from strategies import generic_matrices, matrices
 

@@ -1,7 +1,7 @@
 """The documentation's generated blocks (README.md and docs/*.md: the command table, the probe tables, the
 level-3 script) come from the code (bitcheck/docs.py) and are current; the README stays short."""
 from bitcheck import docs
-from bitcheck.cli import app  # noqa: F401 - registers every command
+from bitcheck.commands.cli import app  # noqa: F401 - registers every command
 from probes import REGISTRY
 
 README_MAX_LINES = 350  # a newcomer's page: the rest lives in docs/

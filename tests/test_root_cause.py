@@ -4,7 +4,7 @@ in the user's own model code (tests/user_models.py), trained by their own traine
 PASS (or, for a half-trained model, must not be blamed on any part)."""
 import pytest
 
-from bitcheck.verdict import CONFIDENT_WRONG
+from bitcheck.judge.verdict import CONFIDENT_WRONG
 from tests.test_diagnose_user import diagnose, report, statuses
 from tests.user_models import LAYER_REGEX
 
@@ -117,7 +117,7 @@ def test_another_tokenizer_of_the_same_size_is_confidently_wrong(user_files, tmp
     lossless, so data_decode passes, and the loss (3.0) sits between the text's unigram entropy and
     ln V, where it read as UNDERTRAINED. The model is more wrong than uncertain (entropy 1.45):
     confident wrong prediction, not too little training."""
-    from bitcheck.tokenizer import train_bpe
+    from bitcheck.bitnet.tokenizer import train_bpe
     from synthetic.stories import generate_stories
     train_bpe(generate_stories(700), 320).save(str(tmp_path / "other.json"))
     rep = report(diagnose(user_files / "trained.pt", "healthy", "--tokenizer", tmp_path / "other.json",

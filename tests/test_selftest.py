@@ -4,7 +4,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from bitcheck.cli import app
+from bitcheck.commands.cli import app
 
 
 def _check(result):

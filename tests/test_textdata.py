@@ -9,8 +9,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bitcheck import tokenizer as toks
-from bitcheck.textdata import (SEPARATOR, VAL_EVERY, TextDataError, TokenBatches, build_cache, open_source)
+from bitcheck.bitnet import tokenizer as toks
+from bitcheck.bitnet.textdata import (SEPARATOR, VAL_EVERY, TextDataError, TokenBatches, build_cache, open_source)
 from synthetic.stories import generate_stories, stories_text
 
 STORIES = generate_stories(400, seed=3)

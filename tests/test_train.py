@@ -5,12 +5,12 @@ import math
 import pytest
 import torch
 
-from bitcheck.config import TrainConfig
-from bitcheck.model import BitNet
-from bitcheck.tasks import task_batches
-from bitcheck.checkpoint import read_payload as load_checkpoint
-from bitcheck.rundir import RunDir
-from bitcheck.train import Stall, Trainer, build_optimizer, schedule
+from bitcheck.bitnet.config import TrainConfig
+from bitcheck.bitnet.model import BitNet
+from bitcheck.bitnet.tasks import task_batches
+from bitcheck.bitnet.checkpoint import read_payload as load_checkpoint
+from bitcheck.bitnet.rundir import RunDir
+from bitcheck.bitnet.train import Stall, Trainer, build_optimizer, schedule
 from synthetic.arithmetic import ArithmeticTask
 
 

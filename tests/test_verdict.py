@@ -1,5 +1,5 @@
 """The decision tree: which verdict and part each combination of results leads to."""
-from bitcheck.verdict import decide, loss_trend
+from bitcheck.judge.verdict import decide, loss_trend
 
 
 def P(name, status, branch):

@@ -1,4 +1,4 @@
-"""A user's own small BitNet, written independently of bitcheck/model.py, with factories as
+"""A user's own small BitNet, written independently of bitcheck/bitnet/model.py, with factories as
 `bitcheck diagnose CKPT --model tests.user_models:FACTORY` takes them: healthy, and with one
 planted bug each. The layers come from tests/conform_layers.py (a correct b1.58 layer and its
 hidden-bug variants); a learned position embedding and its own KV cache make it unlike ours.
@@ -142,7 +142,7 @@ def temperature_ignored(path):
 
 def shifted_ids(path):
     """The user's generate returns ids off by one (a vocabulary offset between model and decoder)."""
-    from bitcheck.user_model import full_forward_generate
+    from bitcheck.user.factory import full_forward_generate
     gen = full_forward_generate(BLOCK)
 
     def generate(model, idx, n):

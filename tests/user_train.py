@@ -3,7 +3,7 @@ positions, GELU MLP, torch's RMSNorm, the b1.58 layer of tests/conform_layers.py
 groups, their two-stage LR / weight-decay scheduler, and their training loop. This module is an
 adapter as `bitcheck quick-arith --model tests.user_train` takes it; the namespaces at the end are
 the same codebase with one planted bug each (`--model tests.user_train:no_ste`), and `train_loop` is
-their loop for bitcheck.session (level 3), with its own planted bugs.
+their loop for bitcheck.user.session (level 3), with its own planted bugs.
 """
 from __future__ import annotations
 
@@ -174,7 +174,7 @@ def short_context(spec):
     return build(type(spec)(**{**spec.to_dict(), "block_size": 8}))
 
 
-# ---- level 3: the user's own loop through bitcheck.session ------------------------------------------------
+# ---- level 3: the user's own loop through bitcheck.user.session ------------------------------------------------
 
 def train_loop(session, bug: str | None = None, steps: int | None = None, grad_accum: int = 1):
     """The user's loop: their model, optimizer and schedule, their loss; `bug` plants one of

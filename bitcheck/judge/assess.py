@@ -16,14 +16,14 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
-from bitcheck.rundir import RunDir
-from bitcheck.subjects import probe_results
-from bitcheck.verdict import QUICK, Category, Evidence, Policy, Verdict, judge
+from bitcheck.bitnet.rundir import RunDir
+from bitcheck.judge.subjects import probe_results
+from bitcheck.judge.verdict import QUICK, Category, Evidence, Policy, Verdict, judge
 from probes import Subject
 
 # exit codes of every command (README, "Exit codes"); 2, a user mistake, is the CLI's (errors.UserError)
 EXIT_PASS, EXIT_FAIL, EXIT_INTERRUPTED = 0, 1, 130
-# the verdicts a retrain with swapped components can explain (bitcheck/bisect.py)
+# the verdicts a retrain with swapped components can explain (bitcheck/user/bisection.py)
 RETRAIN_EXPLAINS = (Category.UNDERTRAINED, Category.TOO_SMALL)
 
 
@@ -34,7 +34,7 @@ class Report:
     metrics: dict
     probes: list[dict]
     run_dir: str | None
-    stopped: str | None = None  # how the run ended (a bitcheck.train.Stop value), for the exit code
+    stopped: str | None = None  # how the run ended (a bitcheck.bitnet.train.Stop value), for the exit code
 
     def to_dict(self) -> dict:
         """report.json's schema: command, verdict, metrics, probes, run_dir."""
@@ -90,7 +90,7 @@ def assess(command: str, subject: Subject | None, evidence: Evidence, metrics: d
            retrain: Callable[[], list[dict]] | None = None) -> Report:
     """Run the probes on `subject` and the tree on their results with `evidence`; `run_dir` is the
     report's run directory (None for a file diagnosed outside one). `probes`: results already run on
-    this subject. `retrain`: () -> bisection rows ({"swap", "passed", "steps", ...}, bitcheck/bisect.py),
+    this subject. `retrain`: () -> bisection rows ({"swap", "passed", "steps", ...}, bitcheck/user/bisection.py),
     called once when the verdict is UNDERTRAINED or MODEL TOO SMALL after a run that was not
     interrupted; the rows become `metrics["bisection"]` and evidence, and the tree judges again."""
     if probes is None:

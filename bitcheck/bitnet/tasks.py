@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from bitcheck.config import ConfigError
-from bitcheck.train import Evaluation
+from bitcheck.bitnet.config import ConfigError
+from bitcheck.bitnet.train import Evaluation
 from synthetic.arithmetic import ArithmeticTask
 from synthetic.base import CharTokenizer, Example, Task
 from synthetic.json_records import JsonTask

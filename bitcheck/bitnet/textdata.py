@@ -27,9 +27,9 @@ import numpy as np
 import torch
 
 from bitcheck.errors import UserError, first_line
-from bitcheck import tokenizer as toks
-from bitcheck.tokenizer import EOS as SEPARATOR  # ends every story: the .txt line and the token
-from bitcheck.tokenizer import special_id
+from bitcheck.bitnet import tokenizer as toks
+from bitcheck.bitnet.tokenizer import EOS as SEPARATOR  # ends every story: the .txt line and the token
+from bitcheck.bitnet.tokenizer import special_id
 HUB_DEFAULT = "roneneldan/TinyStories"
 VAL_EVERY = 100  # local sources: every 100th story is held out for validation
 CACHE_VERSION = 1

@@ -3,9 +3,9 @@ byte, samples and the probes.
 
     report = run_stories(StoriesOptions(preset="1m", data="tinystories.txt", minutes=10))   # a Report
 
-Data flows: --data (bitcheck/textdata.py: hub, local file, save_to_disk folder, or generated
+Data flows: --data (bitcheck/bitnet/textdata.py: hub, local file, save_to_disk folder, or generated
 stories) -> a tokenizer (--tokenizer, or one of the preset's vocabulary trained on the data and
-cached) -> uint16 token files -> memory-mapped random batches -> the Trainer (bitcheck/train.py,
+cached) -> uint16 token files -> memory-mapped random batches -> the Trainer (bitcheck/bitnet/train.py,
 DDP under torchrun) -> every --eval-every steps validation loss and bits per byte, every
 --sample-every steps samples for the seed's prompts -> at the end the probes (on the exact batches
 fed, the validation stories as reference text), the tree, the report. Only rank 0 writes.
@@ -22,26 +22,27 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bitcheck import checkpoint as ckpts
-from bitcheck import tokenizer as toks
-from bitcheck.assess import Report, assess, run_curve
-from bitcheck.config import PRESETS, ConfigError, ModelConfig, TrainConfig, preset_config
-from bitcheck.model import BitNet
-from bitcheck.report import write_report
-from bitcheck.rundir import RunDir, RunDirError, append_jsonl, atomic_write_text
-from bitcheck.subjects import STORY_PROMPTS as PROMPTS
-from bitcheck.adapter import build_for_training, load_adapter
-from bitcheck.subjects import make_watchers, own_history, own_watchers, stories_own_subject, stories_subject
-from bitcheck.textdata import HUB_DEFAULT, SEPARATOR, TokenBatches, TokenCache, build_cache, open_source
-from bitcheck.train import Dist, Evaluation, Trainer, close_distributed, init_distributed, resolve_device
-from bitcheck.verdict import MIN_POINTS, STORIES, Evidence
+from bitcheck.bitnet import checkpoint as ckpts
+from bitcheck.bitnet import tokenizer as toks
+from bitcheck.judge.assess import Report, assess, run_curve
+from bitcheck.bitnet.config import PRESETS, ConfigError, ModelConfig, TrainConfig, preset_config
+from bitcheck.bitnet.model import BitNet
+from bitcheck.judge.report import write_report
+from bitcheck.bitnet.rundir import RunDir, RunDirError, append_jsonl, atomic_write_text
+from bitcheck.judge.subjects import STORY_PROMPTS as PROMPTS
+from bitcheck.user.adapter import build_for_training, load_adapter
+from bitcheck.judge.subjects import make_watchers, stories_subject
+from bitcheck.user.subjects import own_history, own_watchers, stories_own_subject
+from bitcheck.bitnet.textdata import HUB_DEFAULT, SEPARATOR, TokenBatches, TokenCache, build_cache, open_source
+from bitcheck.bitnet.train import Dist, Evaluation, Trainer, close_distributed, init_distributed, resolve_device
+from bitcheck.judge.verdict import MIN_POINTS, STORIES, Evidence
 
 SAMPLE_TOKENS = 160
 SAMPLE_TEMPERATURE = 0.8
 PROBE_TEXT_CHARS = 60_000  # validation text kept in checkpoints: the probes' reference in `diagnose`
 DEFAULT_STEPS = 30000  # the seed design's run
 DEFAULT_VOCAB = 2048  # presets that take the vocabulary from the tokenizer get this one when trained here
-# The run passes when validation bits per byte reach the STORIES policy's bar (bitcheck/verdict.py,
+# The run passes when validation bits per byte reach the STORIES policy's bar (bitcheck/judge/verdict.py,
 # tokenizer-independent, so the 1m character model and the 12m BPE model share it). Measured
 # (docs/MEASUREMENTS.md, "Measured on the real sample"): the 1m preset, 10 minutes on the real 2 MiB
 # sample, reached 1.56 bpb with the gibberish probe passing (known words 0.97 of the reference's rate)
@@ -73,7 +74,7 @@ class StoriesOptions:
     compile: bool = False
     out: str = "runs"
     progress: bool = True
-    model: str | None = None  # the user's adapter (bitcheck/adapter.py): their model, optimizer, hooks
+    model: str | None = None  # the user's adapter (bitcheck/user/adapter.py): their model, optimizer, hooks
     layers: str | None = None  # regex over module names of the user's quantized layers
     overrides: dict = field(default_factory=dict)  # TrainConfig fields, for tests and experiments
 

@@ -10,7 +10,7 @@
   code only the tensor probes run (probes/tensors.py): NaN/Inf, latent weights and dead rows, the
   HF packed layout and its scale convention.
 
-- A user's own model code (`--model module.path:factory`, bitcheck/user_model.py): the factory
+- A user's own model code (`--model module.path:factory`, bitcheck/user/factory.py): the factory
   loads the checkpoint, and the dynamic probes run on the user's model with their tokenizer
   (`--tokenizer`) and sample text (`--text`). Whether the model has learned that text (its loss
   against the text's unigram entropy) decides whether poor samples mean broken generation or an
@@ -26,19 +26,20 @@ from pathlib import Path
 
 import torch
 
-from bitcheck import checkpoint as ckpts
-from bitcheck import hf
-from bitcheck import tokenizer as toks
-from bitcheck.assess import Report, assess, run_curve
-from bitcheck.config import ConfigError
+from bitcheck.bitnet import checkpoint as ckpts
+from bitcheck.user import hf
+from bitcheck.bitnet import tokenizer as toks
+from bitcheck.judge.assess import Report, assess, run_curve
+from bitcheck.bitnet.config import ConfigError
 from bitcheck.errors import UserError, first_line
-from bitcheck.report import write_report
-from bitcheck.rundir import RunDir, RunDirError, empty_output_dir
-from bitcheck.subjects import stories_subject, task_subject, tensors_subject, user_subject
-from bitcheck.tasks import build_task, score_task, task_batches
-from bitcheck.train import resolve_device
-from bitcheck.user_model import UserModelError, call_factory, text_batches
-from bitcheck.verdict import MIN_POINTS, QUICK, STORIES, TENSORS, USER, Evidence
+from bitcheck.judge.report import write_report
+from bitcheck.bitnet.rundir import RunDir, RunDirError, empty_output_dir
+from bitcheck.judge.subjects import stories_subject, task_subject, tensors_subject
+from bitcheck.user.subjects import user_subject
+from bitcheck.bitnet.tasks import build_task, score_task, task_batches
+from bitcheck.bitnet.train import resolve_device
+from bitcheck.user.factory import UserModelError, call_factory, text_batches
+from bitcheck.judge.verdict import MIN_POINTS, QUICK, STORIES, TENSORS, USER, Evidence
 from probes import TokenizerAdapter
 
 NESTED_KEYS = ("model_state_dict", "state_dict", "model")  # where trainers nest the weights

@@ -2,9 +2,9 @@
 
     report = check_curve(CurveOptions(run="runs/my-run", params="95M", vocab=32000, hidden=768))   # a Report
 
-Data flows: RUN (bitcheck/runlog.py: a run folder, scalars.jsonl, a CSV export, TensorBoard events)
+Data flows: RUN (bitcheck/user/runlog.py: a run folder, scalars.jsonl, a CSV export, TensorBoard events)
 -> RunLog rows; --config / the folder's config.json / --checkpoint / options -> RunSpec (shape, tokens
-per step, intended schedule) -> curve_subject: the rows, the schedule bitcheck/train.py computes for
+per step, intended schedule) -> curve_subject: the rows, the schedule bitcheck/bitnet/train.py computes for
 the config next to the one logged, the parameter budget -> assess with the CURVE policy: the probes of
 kind "curve" (probes/curve.py: the power-law fit and its extrapolation, spikes, grad norms, NaN, the
 logged schedule, the capacity) and the tree -> report (with the fitted curve's plot). The log is never
@@ -15,13 +15,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from bitcheck.assess import Report, assess
-from bitcheck.config import ConfigError, TrainConfig
-from bitcheck.report import write_report
-from bitcheck.rundir import RunDir, append_jsonl
-from bitcheck.runlog import LogError, RunLog, RunSpec, read_log, read_spec
-from bitcheck.train import schedule
-from bitcheck.verdict import CURVE, Evidence
+from bitcheck.judge.assess import Report, assess
+from bitcheck.bitnet.config import ConfigError, TrainConfig
+from bitcheck.judge.report import write_report
+from bitcheck.bitnet.rundir import RunDir, append_jsonl
+from bitcheck.user.runlog import LogError, RunLog, RunSpec, read_log, read_spec
+from bitcheck.bitnet.train import schedule
+from bitcheck.judge.verdict import CURVE, Evidence
 from probes import Subject
 from probes.curve import FIT_START, MIN_FIT_POINTS, fit_start
 
@@ -47,7 +47,7 @@ class CurveOptions:
     out: str = "runs"
 
 
-# the schedules bitcheck computes: its own (bitcheck/train.py), constant, and linear decay to 0 (Hugging Face's default)
+# the schedules bitcheck computes: its own (bitcheck/bitnet/train.py), constant, and linear decay to 0 (Hugging Face's default)
 SHAPES = ("two_stage", "cosine", "constant", "linear")
 
 

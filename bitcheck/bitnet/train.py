@@ -28,9 +28,9 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from bitcheck import checkpoint as ckpts
-from bitcheck.config import ConfigError, TrainConfig
-from bitcheck.rundir import RunDir, append_jsonl
+from bitcheck.bitnet import checkpoint as ckpts
+from bitcheck.bitnet.config import ConfigError, TrainConfig
+from bitcheck.bitnet.rundir import RunDir, append_jsonl
 
 
 class Stop(str, Enum):
@@ -159,7 +159,7 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig, fused: bool = False) -> 
 
 
 def step_user_schedule(sched, step: int, after: bool) -> None:
-    """Advance a user's schedule (bitcheck/adapter.py) for optimizer step `step`: a callable
+    """Advance a user's schedule (bitcheck/user/adapter.py) for optimizer step `step`: a callable
     schedule(step) before the step, a torch-style scheduler's step() after it, as torch expects."""
     if sched is None:
         return
@@ -217,8 +217,8 @@ class Trainer:
                  meta: dict, progress: bool = True, watchers: list | None = None, dist: Dist | None = None,
                  optimizer: torch.optim.Optimizer | None = None, user_schedule=None):
         """meta: the checkpoint fields the run fixes (model_config, tokenizer, task, probe_text; see
-        bitcheck/checkpoint.py), saved in every checkpoint. optimizer, user_schedule: the user's own
-        (bitcheck/adapter.py), used in place of build_optimizer and `schedule`; the LR and weight decay
+        bitcheck/bitnet/checkpoint.py), saved in every checkpoint. optimizer, user_schedule: the user's own
+        (bitcheck/user/adapter.py), used in place of build_optimizer and `schedule`; the LR and weight decay
         they apply are logged at every step.
         watchers: objects with before_step(model, step) / after_step(model, step) (probes' flip-rate
         and update-ratio watches), called around every optimizer step. dist: this rank under

@@ -3,7 +3,7 @@
 Output: data on stdout (valid JSON with --json), progress and diagnostics on stderr.
 Exit codes: 0 PASS, 1 FAIL, 2 usage error (one line on stderr, no traceback), 130 interrupted.
 Every user mistake the library finds is a `bitcheck.errors.UserError`; `_cli` maps it to exit 2.
-`quick-<task>` commands are generated from the task registry (bitcheck/tasks.py).
+`quick-<task>` commands are generated from the task registry (bitcheck/bitnet/tasks.py).
 """
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from bitcheck import report as render
+from bitcheck.judge import report as render
 from bitcheck.errors import UserError
-from bitcheck.tasks import TASKS
+from bitcheck.bitnet.tasks import TASKS
 
 app = typer.Typer(
     help="bitcheck: is my BitNet b1.58 infrastructure broken, is the model too small or undertrained, "
@@ -102,7 +102,7 @@ def _print(result, json_out: bool, renderer) -> None:
 
 
 def _finish(outcome, json_out: bool, renderer) -> None:
-    """A command's Outcome (bitcheck/assess.py decides its exit code), rendered, and that exit code."""
+    """A command's Outcome (bitcheck/judge/assess.py decides its exit code), rendered, and that exit code."""
     _print(outcome.to_dict(), json_out, renderer)
     raise typer.Exit(outcome.exit_code)
 
@@ -110,7 +110,7 @@ def _finish(outcome, json_out: bool, renderer) -> None:
 @app.command()
 def presets(json_out: JsonOpt = False) -> None:
     """List the model presets with their exact parameter counts."""
-    from bitcheck.model import preset_rows
+    from bitcheck.bitnet.model import preset_rows
     _print(preset_rows(), json_out, render.render_presets)
 
 
@@ -135,7 +135,7 @@ def _quick_command(name: str) -> None:
 
     @_cli
     def command(**kw) -> None:
-        from bitcheck.quick import QuickOptions, run_quick
+        from bitcheck.commands.quick import QuickOptions, run_quick
         options = {k: kw.pop(k) for k in cls.cli_options}
         resume, json_out = kw.pop("resume"), kw.pop("json_out")
         _interrupt_on_sigterm()
@@ -179,7 +179,7 @@ def tokenizer_train(
     every text exactly; below 260 tokens (the 1m preset's 192) a character alphabet with <|unk|> is
     used and the share of characters it loses is reported.
     """
-    from bitcheck.textdata import train_tokenizer
+    from bitcheck.bitnet.textdata import train_tokenizer
     _print(train_tokenizer(data, vocab, stories, kind, out), json_out, render.render_tokenizer)
 
 
@@ -216,7 +216,7 @@ def tinystories(
     bitcheck tinystories ...` (DDP; gloo on CPU). Ctrl-C or SIGTERM saves and reports (exit 130).
     `--model ADAPTER` trains YOUR model (and your optimizer and schedule) instead, under the same recipe.
     """
-    from bitcheck.tinystories import StoriesOptions, run_stories
+    from bitcheck.commands.tinystories import StoriesOptions, run_stories
 
     opts = StoriesOptions(steps=steps, preset=preset, data=data, data_dir=data_dir, tokenizer=tokenizer,
                           tokenizer_stories=tokenizer_stories, max_stories=max_stories, batch=batch, seq=seq, lr=lr,
@@ -265,8 +265,8 @@ def diagnose(
     and dead rows, the Hugging Face packed layout and its scale convention). The input file is never
     modified. Exit 0 PASS, 1 FAIL, 2 for a bad file, factory, tokenizer or text.
     """
-    from bitcheck.diagnose import diagnose as run_diagnose
-    from bitcheck.user_model import import_object
+    from bitcheck.commands.diagnose import diagnose as run_diagnose
+    from bitcheck.user.factory import import_object
 
     factory = import_object(model, "--model") if model else None
     _show(run_diagnose(checkpoint, device=device, factory=factory, tokenizer=tokenizer, text=text, layers=layers,
@@ -286,8 +286,8 @@ def export(
     the packed integer inference path is held to the training forward (the parity probe). Exit 0
     when parity holds, 1 when it does not, 2 for a bad CHECKPOINT or --out.
     """
-    from bitcheck.assess import export_outcome
-    from bitcheck.export import export_checked
+    from bitcheck.judge.assess import export_outcome
+    from bitcheck.commands.export import export_checked
     _finish(export_outcome(out, export_checked(checkpoint, out)), json_out, render.render_export)
 
 
@@ -314,8 +314,8 @@ def conform(
     seed, and the fix. Exit 0 when all hold, 1 when any fails, 2 for a bad LAYER or --factory, or a layer
     that cannot be tested as given (one line saying how: --factory, --device, --input-rank).
     """
-    from bitcheck.assess import conform_outcome
-    from bitcheck.user_model import import_object
+    from bitcheck.judge.assess import conform_outcome
+    from bitcheck.user.factory import import_object
     from probes.conform import Harness, Untestable, check_layer
 
     if examples <= 0:
@@ -382,7 +382,7 @@ def curve(
     folder under --out. Exit 0 never (a log alone cannot prove the infrastructure healthy), 1 with a
     verdict, 2 for a log or config that cannot be read.
     """
-    from bitcheck.curve import CurveOptions, check_curve
+    from bitcheck.commands.curve import CurveOptions, check_curve
 
     _show(check_curve(CurveOptions(
         run=run, config=config, checkpoint=checkpoint, params=params, vocab=vocab, hidden=hidden, tied=tied,
@@ -403,8 +403,8 @@ def report(
 
     Exit 0 if the run's verdict is PASS, 1 if FAIL, 2 if RUN_DIR holds no readable report.
     """
-    from bitcheck.assess import saved_exit_code
-    from bitcheck.rundir import RunDir
+    from bitcheck.judge.assess import saved_exit_code
+    from bitcheck.bitnet.rundir import RunDir
 
     if format not in (None, "md", "html", "json"):
         raise UserError(f"unknown format {format!r}; choose md, html or json")
@@ -434,8 +434,9 @@ def selftest(
     Each known bug is planted into a small healthy BitNet and the decision tree must name the right
     part; healthy seeds count false alarms. Exit 0 if every bug is caught and attributed and no healthy seed raises an alarm, else 1.
     """
-    from bitcheck.assess import selftest_outcome
-    from bitcheck.selftest import FAST_BUGS, run_selftest
+    from bitcheck.judge.assess import selftest_outcome
+    from bitcheck.judge.plants import FAST_BUGS
+    from bitcheck.commands.selftest import run_selftest
 
     if seeds <= 0:
         raise UserError(f"--seeds must be positive, got {seeds}")

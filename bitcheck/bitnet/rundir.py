@@ -7,7 +7,7 @@
     runs/<run_id>/checkpoints/step_<N>/checkpoint.pt
     runs/<run_id>/report.json, report.md, report.html, loss_curve.png
 
-What a checkpoint holds, and how it is written and read, is bitcheck/checkpoint.py. Writes here go
+What a checkpoint holds, and how it is written and read, is bitcheck/bitnet/checkpoint.py. Writes here go
 to a temporary file first and are renamed into place.
 """
 from __future__ import annotations

@@ -34,10 +34,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bitcheck.config import ModelConfig, TrainConfig
+from bitcheck.bitnet.config import ModelConfig, TrainConfig
 from bitcheck.errors import first_line
-from bitcheck.train import schedule as reference_schedule
-from bitcheck.user_model import UserModelError, import_object
+from bitcheck.bitnet.train import schedule as reference_schedule
+from bitcheck.user.factory import UserModelError, import_object
 from probes.core import logits_of, quant_layers
 
 HOOKS = ("build", "optimizer", "sampler", "generate", "incremental_logits", "inference_model")

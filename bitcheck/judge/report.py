@@ -16,7 +16,7 @@ import json
 import math
 
 from bitcheck.errors import UserError
-from bitcheck.rundir import RunDir, atomic_write_text
+from bitcheck.bitnet.rundir import RunDir, atomic_write_text
 
 STATUS_STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "red", "ERROR": "red", "SKIP": "dim"}
 SUMMARY_METRICS = ("preset", "params", "steps", "stopped", "elapsed_s", "tokens_per_s", "loss_at_init",

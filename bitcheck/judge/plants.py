@@ -1,13 +1,11 @@
-"""`bitcheck selftest`: the toolkit proves itself. Train a small healthy BitNet on arithmetic, plant
-each known bug into a copy, run every probe and the decision tree, and check that the tree names the
-right part; run the healthy setup on several seeds and count false alarms.
+"""The known bugs, planted into a small healthy BitNet from outside its code (patched forwards, swapped
+callables, altered weights or batches), exactly as a user's broken trainer would present them.
 
-    report = run_selftest(seeds=(0, 1, 2), bugs=None)   # None = every bug
-    report["ok"]  # False if any bug was missed / misattributed or any healthy seed raised an alarm
+    s = healthy_setup(seed=0)                   # the tiny preset trained SELFTEST_STEPS steps on arithmetic
+    probes, evidence = BUGS["ste_missing"][0](s)  # the probes' view of the planted copy; part expected
 
-Bugs are planted from outside the model code (patched forwards, swapped callables, altered weights
-or batches), exactly as a user's broken trainer would present them. Not covered: bugs that need
-multi-GPU or real data.
+Public: `bitcheck selftest` (bitcheck/commands/selftest.py) plants each one and checks the part named,
+and the probes' tests plant the same forwards (no_ste, inverted_scale, ...) to prove each probe both ways.
 """
 from __future__ import annotations
 
@@ -19,16 +17,16 @@ from dataclasses import dataclass, replace
 import torch
 import torch.nn.functional as F
 
-from bitcheck.config import ConfigError, TrainConfig, preset_config
-from bitcheck.model import (Attention, BitLinear, BitNet, KVCache, PackedBitLinear, RMSNorm, activation_quant, apply_rope,
+from bitcheck.bitnet.config import TrainConfig, preset_config
+from bitcheck.bitnet.model import (Attention, BitLinear, BitNet, KVCache, PackedBitLinear, RMSNorm, activation_quant, apply_rope,
                             packed_model, sample_next, weight_quant)
-from bitcheck.rundir import RunDir
-from bitcheck.subjects import LogitsOnly, make_watchers, probe_results, task_subject
-from bitcheck.tasks import task_batches
-from bitcheck.train import Trainer
-from bitcheck.verdict import Evidence, judge
+from bitcheck.bitnet.rundir import RunDir
+from bitcheck.judge.subjects import LogitsOnly, make_watchers, task_subject
+from bitcheck.bitnet.tasks import task_batches
+from bitcheck.bitnet.train import Trainer
 from probes import TokenizerAdapter
 from synthetic.arithmetic import ArithmeticTask
+
 
 # The healthy setup: the tiny preset, trained just long enough that its samples are arithmetic-like
 # lines (the generation probes then have something healthy to judge). Measured: 400 steps at batch
@@ -51,7 +49,7 @@ class Setup:
         return replace(s, **changes) if changes else s
 
 
-def _train(model: BitNet, task, seed: int, steps: int, lr: float, watchers: list, start_from=None,
+def train_steps(model: BitNet, task, seed: int, steps: int, lr: float, watchers: list, start_from=None,
            batches=None) -> Trainer:
     """Train `model` in place on the task's batches (or `batches(step, micro) -> (x, y)`)."""
     cfg = TrainConfig(steps=steps, batch_size=32, seq_len=64, lr=lr, warmup_steps=min(50, steps // 4),
@@ -70,13 +68,13 @@ def healthy_setup(seed: int, steps: int = SELFTEST_STEPS) -> Setup:
     torch.manual_seed(seed)
     model = BitNet(preset_config("tiny", vocab_size=task.tokenizer.vocab_size))
     watchers = make_watchers(every_flip=100, every_update=50)
-    trainer = _train(model, task, seed, steps, 3e-3, watchers)
+    trainer = train_steps(model, task, seed, steps, 3e-3, watchers)
     return Setup(model.eval(), task, seed, watchers, trainer.optimizer)
 
 
 # ---- the planted bugs: each returns a Subject ------------------------------------------------------
 
-def _patch_bitlinear(model: BitNet, forward) -> BitNet:
+def patch_bitlinear(model: BitNet, forward) -> BitNet:
     model = copy.deepcopy(model)
     for m in model.modules():
         if isinstance(m, BitLinear):
@@ -84,27 +82,27 @@ def _patch_bitlinear(model: BitNet, forward) -> BitNet:
     return model
 
 
-def _no_ste(self, x):  # quantizers applied without the straight-through estimator
+def no_ste(self, x):  # quantizers applied without the straight-through estimator
     return F.linear(activation_quant(x), weight_quant(self.weight))
 
 
-def _no_quant(self, x):  # full-precision training
+def no_quant(self, x):  # full-precision training
     return F.linear(x, self.weight)
 
 
-def _inverted_scale(self, x):  # codes divided by mean|W| instead of multiplied
+def inverted_scale(self, x):  # codes divided by mean|W| instead of multiplied
     s = self.weight.abs().mean().clamp(min=1e-5)
     wq = (self.weight / s).round().clamp(-1, 1) / s
     return F.linear(x + (activation_quant(x) - x).detach(), self.weight + (wq - self.weight).detach())
 
 
-def _no_eps(self, x):  # absmax without the eps floor: 0/0 on an all-zero row
+def no_eps(self, x):  # absmax without the eps floor: 0/0 on an all-zero row
     scale = 127.0 / x.abs().amax(dim=-1, keepdim=True)
     xq = (x * scale).round().clamp(-128, 127) / scale
     return F.linear(x + (xq - x).detach(), self.weight + (weight_quant(self.weight) - self.weight).detach())
 
 
-def _leaky_attention(self, x, cos, sin, cache):  # the causal mask forgotten
+def leaky_attention(self, x, cos, sin, cache):  # the causal mask forgotten
     B, T, C = x.shape
     q = self.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
     k = self.k_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)  # (B, nkv, T, hd)
@@ -116,15 +114,15 @@ def _leaky_attention(self, x, cos, sin, cache):  # the causal mask forgotten
 
 
 def bug_ste_missing(s: Setup):
-    return s.subject(model=LogitsOnly(_patch_bitlinear(s.model, _no_ste)))
+    return s.subject(model=LogitsOnly(patch_bitlinear(s.model, no_ste)))
 
 
 def bug_quant_skipped(s: Setup):
-    return s.subject(model=LogitsOnly(_patch_bitlinear(s.model, _no_quant)))
+    return s.subject(model=LogitsOnly(patch_bitlinear(s.model, no_quant)))
 
 
 def bug_scale_inverted(s: Setup):
-    return s.subject(model=LogitsOnly(_patch_bitlinear(s.model, _inverted_scale)))
+    return s.subject(model=LogitsOnly(patch_bitlinear(s.model, inverted_scale)))
 
 
 def bug_ternary_collapse(s: Setup):
@@ -137,14 +135,14 @@ def bug_ternary_collapse(s: Setup):
 
 
 def bug_nan_zero_row(s: Setup):
-    return s.subject(model=LogitsOnly(_patch_bitlinear(s.model, _no_eps)))
+    return s.subject(model=LogitsOnly(patch_bitlinear(s.model, no_eps)))
 
 
 def bug_causal_leak(s: Setup):
     model = copy.deepcopy(s.model)
     for m in model.modules():
         if isinstance(m, Attention):
-            m.forward = types.MethodType(_leaky_attention, m)
+            m.forward = types.MethodType(leaky_attention, m)
     return s.subject(model=LogitsOnly(model))
 
 
@@ -167,7 +165,7 @@ def bug_lossy_tokenizer(s: Setup):
     return replace(subject, tokenizer=TokenizerAdapter(tok))
 
 
-def _offset_incremental(model, idx):  # the position is not advanced after the first token
+def offset_incremental(model, idx):  # the position is not advanced after the first token
     inner = model.inner
     cache = KVCache(inner.config.n_layer)
     out = [inner(idx[:, :1], cache=cache)[0]]
@@ -177,7 +175,7 @@ def _offset_incremental(model, idx):  # the position is not advanced after the f
 
 
 def bug_kv_cache_offset(s: Setup):
-    return s.subject(incremental_logits=_offset_incremental)
+    return s.subject(incremental_logits=offset_incremental)
 
 
 def bug_sampler_temperature(s: Setup):
@@ -187,7 +185,7 @@ def bug_sampler_temperature(s: Setup):
 def bug_lr_blowup(s: Setup):
     model = copy.deepcopy(s.model)
     watchers = make_watchers(every_flip=10, every_update=5)
-    trainer = _train(model, s.task, s.seed, 30, 1.0, watchers)  # LR 1.0: ~300x the healthy 3e-3
+    trainer = train_steps(model, s.task, s.seed, 30, 1.0, watchers)  # LR 1.0: ~300x the healthy 3e-3
     return Setup(model.eval(), s.task, s.seed, watchers, trainer.optimizer).subject()
 
 
@@ -201,7 +199,7 @@ def bug_oversized_init(s: Setup):
     return s.subject(fresh_model=fresh)
 
 
-def _scale_over(dim):  # activation absmax over `dim` (None: the whole tensor) instead of per token
+def scale_over(dim):  # activation absmax over `dim` (None: the whole tensor) instead of per token
     def forward(self, x):
         absmax = x.abs().amax() if dim is None else x.abs().amax(dim=dim, keepdim=True)
         scale = 127.0 / absmax.clamp(min=1e-5)
@@ -211,11 +209,11 @@ def _scale_over(dim):  # activation absmax over `dim` (None: the whole tensor) i
 
 
 def bug_activation_scale_per_tensor(s: Setup):
-    return s.subject(model=LogitsOnly(_patch_bitlinear(s.model, _scale_over(None))))
+    return s.subject(model=LogitsOnly(patch_bitlinear(s.model, scale_over(None))))
 
 
 def bug_activation_scale_per_sequence(s: Setup):  # one scale per feature column of each sequence
-    return s.subject(model=LogitsOnly(_patch_bitlinear(s.model, _scale_over(-2))))
+    return s.subject(model=LogitsOnly(patch_bitlinear(s.model, scale_over(-2))))
 
 
 def bug_labels_shifted_twice(s: Setup):
@@ -227,7 +225,7 @@ def bug_labels_shifted_twice(s: Setup):
     def twice(step, micro):
         x, y = batches(step, micro)
         return x[:, :-1], y[:, 1:]  # targets x[t + 2]
-    _train(model, s.task, s.seed, SELFTEST_STEPS, 3e-3, [], batches=twice)
+    train_steps(model, s.task, s.seed, SELFTEST_STEPS, 3e-3, [], batches=twice)
     return s.subject(model=LogitsOnly(model.eval()), tensors=model.state_dict(),
                      inference_model=LogitsOnly(packed_model(model)))
 
@@ -238,7 +236,7 @@ def bug_weights_not_loaded(s: Setup):
     return s.subject(model=LogitsOnly(BitNet(s.model.config).eval()))
 
 
-def _options_top_p_bug(logits, temperature, top_k, generator, top_p=None):  # keeps cumsum <= p only
+def options_top_p_bug(logits, temperature, top_k, generator, top_p=None):  # keeps cumsum <= p only
     logits = logits.float() / temperature
     if top_p is not None:
         ordered, order = torch.sort(logits, descending=True)
@@ -249,7 +247,7 @@ def _options_top_p_bug(logits, temperature, top_k, generator, top_p=None):  # ke
 
 
 def bug_top_p_drops_crossing(s: Setup):
-    return s.subject(sampler=_options_top_p_bug)
+    return s.subject(sampler=options_top_p_bug)
 
 
 def bug_export_scale_multiplied(s: Setup):
@@ -299,39 +297,3 @@ FAST_BUGS = ("ste_missing", "quantization_skipped", "scale_inverted", "nan_zero_
              "targets_not_shifted", "kv_cache_offset", "sampler_ignores_temperature",
              "activation_scale_per_sequence", "weights_not_loaded", "top_p_drops_crossing_token",
              "export_scale_multiplied", "inference_without_sub_norms")
-
-
-def _row(name: str, probes: list[dict], expected: str | None) -> dict:
-    verdict = judge(probes, Evidence())
-    fired = [p["name"] for p in probes if p["status"] in ("FAIL", "ERROR")]
-    warned = [p["name"] for p in probes if p["status"] == "WARN"]
-    right = verdict.part == expected if expected else verdict.category.value == "INFRASTRUCTURE OK"
-    return {"case": name, "fired": fired, "warned": warned, "verdict": verdict.category.value,
-            "part": verdict.part, "expected": expected or "INFRASTRUCTURE OK", "right": right,
-            "values": {p["name"]: p["value"] for p in probes}}
-
-
-def run_selftest(seeds=(0,), bugs=None, steps: int = SELFTEST_STEPS, progress=None) -> dict:
-    """Plant the bugs into the seed-`seeds[0]` setup; run every seed healthy. `progress(msg)` is told
-    what runs next."""
-    tell = progress or (lambda msg: None)
-    names = list(BUGS) if bugs is None else list(bugs)
-    unknown = [b for b in names if b not in BUGS]
-    if unknown:
-        raise ConfigError(f"unknown bug(s) {', '.join(unknown)}; choose from {', '.join(BUGS)}")
-    rows, healthy = [], []
-    setups = {}
-    for seed in seeds:
-        tell(f"training healthy setup, seed {seed}")
-        setups[seed] = healthy_setup(seed, steps)
-        tell(f"probing healthy setup, seed {seed}")
-        healthy.append(_row(f"healthy seed {seed}", probe_results(setups[seed].subject()), None))
-    base = setups[seeds[0]]
-    for name in names:
-        tell(f"planting {name}")
-        plant, expected = BUGS[name]
-        rows.append(_row(name, probe_results(plant(base)), expected))
-    missed = [r["case"] for r in rows if not r["right"]]
-    alarms = [r["case"] for r in healthy if not r["right"] or r["fired"]]
-    return {"bugs": rows, "healthy": healthy, "missed": missed, "false_alarms": alarms,
-            "ok": not missed and not alarms}

@@ -8,7 +8,7 @@ four codes per byte along the output dimension, code + 1 in bits 2i..2i+1 for ou
 i * rows + r) with `weight_scale` = 1/mean|W| (the convention HF's packed BitLinear divides by, and
 the one the manifest names). Embeddings and norms stay float32. The packed inference path itself
 (`PackedBitLinear`: int8 activations times ternary codes accumulated exactly, then one division by
-both scales) lives with the model in bitcheck/model.py; the parity probe (probes/parity.py) holds
+both scales) lives with the model in bitcheck/bitnet/model.py; the parity probe (probes/parity.py) holds
 it to the fake-quantized training forward.
 """
 from __future__ import annotations
@@ -18,12 +18,12 @@ from pathlib import Path
 
 import torch
 
-from bitcheck import checkpoint as ckpts
-from bitcheck.config import ModelConfig
+from bitcheck.bitnet import checkpoint as ckpts
+from bitcheck.bitnet.config import ModelConfig
 from bitcheck.errors import UserError
-from bitcheck.model import BitLinear, BitNet, PackedBitLinear, pack_codes, ternary
-from bitcheck.rundir import RunDirError, atomic_write_text, empty_output_dir
-from bitcheck.subjects import parity_subject
+from bitcheck.bitnet.model import BitLinear, BitNet, PackedBitLinear, pack_codes, ternary
+from bitcheck.bitnet.rundir import RunDirError, atomic_write_text, empty_output_dir
+from bitcheck.judge.subjects import parity_subject
 from probes import run_probes
 
 LAYOUT = "hf-bitnet-2bit"  # uint8 (ceil(out / 4), in); code + 1 of row i * rows + r in bits 2i..2i+1

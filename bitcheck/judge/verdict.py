@@ -138,13 +138,13 @@ class Evidence:
     curve: list[dict] = field(default_factory=list)  # loss curve rows {"loss": ...}, oldest first
     steps: int | None = None
     elapsed_s: float | None = None
-    stopped: str | None = None  # a bitcheck.train.Stop value
+    stopped: str | None = None  # a bitcheck.bitnet.train.Stop value
     improving: bool | None = None  # a run that stops when it stalls: had it still been improving?
     stall: str | None = None  # that run's description of its stall
     val_bpb: float | None = None  # validation bits per byte (stories)
     text_gap: dict | None = None  # a user model and its --text: text_loss, unigram_entropy, ln_vocab, learned
     reference: str | None = None  # what bitcheck's own BitNet measured on this task (a user's model or loop)
-    bisection: list[dict] | None = None  # retrains with one component swapped for bitcheck's (bitcheck/bisect.py)
+    bisection: list[dict] | None = None  # retrains with one component swapped for bitcheck's (bitcheck/user/bisection.py)
     run_dir: str = "RUN_DIR"  # where next steps point (--resume)
 
     @classmethod
@@ -271,8 +271,8 @@ def _tree(probes: list[dict], ev: Evidence, policy: Policy) -> Verdict:
                          "message": f"swap {b['swap']}: PASS ({b['run_dir']})"}]
                        + [{"probe": "bisection", "status": "PASS", "value": o["steps"],
                            "message": f"swap {o['swap']}: did not learn"} for o in ev.bisection if not o.get("passed")],
-                       [f"Compare your {what} with bitcheck's, line by line: bitcheck/model.py (BitLinear) and "
-                        "bitcheck/train.py (build_optimizer, schedule).", *NEXT_STEPS.get(part, [])])
+                       [f"Compare your {what} with bitcheck's, line by line: bitcheck/bitnet/model.py (BitLinear) and "
+                        "bitcheck/bitnet/train.py (build_optimizer, schedule).", *NEXT_STEPS.get(part, [])])
     if ev.stopped == "stalled":
         return Verdict("FAIL", Category.TOO_SMALL, "capacity",
                        "Probes are healthy but training stopped improving without solving the task: "
@@ -321,7 +321,7 @@ def _tree(probes: list[dict], ev: Evidence, policy: Policy) -> Verdict:
                    list(TOO_SMALL_NEXT))
 
 
-# a bisection swap that makes the model learn names this part (bitcheck/bisect.py's swaps)
+# a bisection swap that makes the model learn names this part (bitcheck/user/bisection.py's swaps)
 SWAP_PARTS = {"bitlinear": "quantization", "optimizer": "optimizer", "loop": "training loop"}
 SWAP_WHAT = {"bitlinear": "BitLinear", "optimizer": "optimizer and schedule",
              "loop": "training loop (with its optimizer and schedule)"}

@@ -13,7 +13,7 @@ deployment path, for the parity probe), `block_size` (the longest context the mo
 Everything here turns user mistakes into a UserModelError (one line, exit 2): a factory that
 raises or returns the wrong thing, an unreadable tokenizer or text file, a tokenizer larger than
 the model's vocabulary, a model without recognisable quantized layers. The probes' Subject for such a
-model is built by `bitcheck.subjects.user_subject`.
+model is built by `bitcheck.user.subjects.user_subject`.
 """
 from __future__ import annotations
 
@@ -31,8 +31,8 @@ from typing import Any, Callable
 import torch
 
 from bitcheck.errors import UserError, first_line
-from bitcheck.tokenizer import EOS as SEPARATOR
-from bitcheck.verdict import LEARNED_MARGIN
+from bitcheck.bitnet.tokenizer import EOS as SEPARATOR
+from bitcheck.judge.verdict import LEARNED_MARGIN
 from probes import TokenizerAdapter
 from probes.core import logits_of
 

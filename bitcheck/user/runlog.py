@@ -359,7 +359,7 @@ CONFIG_KEYS = {
     "seq_len": ("seq_len", "block_size", "max_seq_len", "context_length", "sequence_length", "seq_length", "n_ctx"),
     "grad_accum": ("grad_accum", "gradient_accumulation_steps", "accumulate_grad_batches", "grad_accum_steps"),
 }
-# what a schedule is called -> the shape bitcheck computes (bitcheck/train.py, `schedule`)
+# what a schedule is called -> the shape bitcheck computes (bitcheck/bitnet/train.py, `schedule`)
 SCHEDULES = {"two_stage": "two_stage", "twostage": "two_stage", "bitnet": "two_stage",
              "cosine": "cosine", "cosine_with_min_lr": "cosine", "cos": "cosine", "constant": "constant",
              "constant_with_warmup": "constant", "linear": "linear", "linear_decay": "linear"}
@@ -497,7 +497,7 @@ class RunSpec:
     steps: int | None = None  # the schedule's horizon
     schedule: str | None = None  # two_stage | cosine | constant
     weight_decay: float | None = None
-    second_peak_ratio: float = 0.5  # BitNet b1.58's two-stage defaults (bitcheck/config.py)
+    second_peak_ratio: float = 0.5  # BitNet b1.58's two-stage defaults (bitcheck/bitnet/config.py)
     final_lr_ratio: float = 0.1
     origin: dict[str, str] = field(default_factory=dict)  # field -> "--params", "config train.lr", ...
 

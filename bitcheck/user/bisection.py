@@ -19,12 +19,12 @@ import dataclasses
 import torch
 import torch.nn as nn
 
-from bitcheck.adapter import Adapter, Recipe, build_user_model, user_optimizer
-from bitcheck.config import ModelConfig, TrainConfig
-from bitcheck.model import BitLinear, BitNet
-from bitcheck.rundir import RunDir
-from bitcheck.tasks import make_evaluator, task_batches, validation_batch
-from bitcheck.train import Trainer, resolve_device
+from bitcheck.user.adapter import Adapter, Recipe, build_user_model, user_optimizer
+from bitcheck.bitnet.config import ModelConfig, TrainConfig
+from bitcheck.bitnet.model import BitLinear, BitNet
+from bitcheck.bitnet.rundir import RunDir
+from bitcheck.bitnet.tasks import make_evaluator, task_batches, validation_batch
+from bitcheck.bitnet.train import Trainer, resolve_device
 from probes.core import quant_layers
 
 class ReferenceBitLinear(BitLinear):

@@ -2,12 +2,12 @@
 evaluate it on held-out examples while it trains, stop as soon as the task passes, and write
 the run directory and report.
 
-    report = run_quick(QuickOptions(task="arith"))   # or "json", "python" (bitcheck/tasks.py); a Report
+    report = run_quick(QuickOptions(task="arith"))   # or "json", "python" (bitcheck/bitnet/tasks.py); a Report
 
 The CLI (`bitcheck quick-<task>`) is a thin layer over `run_quick`; tests call either. A run decides
 its own length: cosine cycles of CYCLE steps with warm restarts, stopping at PASS, after STALL_EVALS
-evaluations without gain, or when the time budget runs out. Then the Subject (bitcheck/subjects.py)
-and the evidence go to the one judge (bitcheck/assess.py). Real text is bitcheck/tinystories.py.
+evaluations without gain, or when the time budget runs out. Then the Subject (bitcheck/judge/subjects.py)
+and the evidence go to the one judge (bitcheck/judge/assess.py). Real text is bitcheck/commands/tinystories.py.
 """
 from __future__ import annotations
 
@@ -16,20 +16,21 @@ from dataclasses import dataclass, field
 
 import torch
 
-from bitcheck import checkpoint as ckpts
-from bitcheck.adapter import Adapter, ModelSpec, build_for_training, load_adapter
-from bitcheck.assess import Report, assess
-from bitcheck.bisect import bisect, reference_run
-from bitcheck.config import PRESETS, ConfigError, ModelConfig, TrainConfig, preset_config
-from bitcheck.model import BitNet
-from bitcheck.report import write_report
-from bitcheck.rundir import RunDir, RunDirError, append_jsonl, atomic_write_text
-from bitcheck.session import USER_HORIZON
-from bitcheck.subjects import make_watchers, own_history, own_model_subject, own_watchers, task_subject
-from bitcheck.tasks import (CYCLE, NO_STEP_LIMIT, REFERENCE_SCHEDULE, STALL_EVALS, TASKS, build_task, make_evaluator,
+from bitcheck.bitnet import checkpoint as ckpts
+from bitcheck.user.adapter import Adapter, ModelSpec, build_for_training, load_adapter
+from bitcheck.judge.assess import Report, assess
+from bitcheck.user.bisection import bisect, reference_run
+from bitcheck.bitnet.config import PRESETS, ConfigError, ModelConfig, TrainConfig, preset_config
+from bitcheck.bitnet.model import BitNet
+from bitcheck.judge.report import write_report
+from bitcheck.bitnet.rundir import RunDir, RunDirError, append_jsonl, atomic_write_text
+from bitcheck.user.session import USER_HORIZON
+from bitcheck.judge.subjects import make_watchers, task_subject
+from bitcheck.user.subjects import own_history, own_model_subject, own_watchers
+from bitcheck.bitnet.tasks import (CYCLE, NO_STEP_LIMIT, REFERENCE_SCHEDULE, STALL_EVALS, TASKS, build_task, make_evaluator,
                             task_batches, task_options, validation_batch)
-from bitcheck.train import Stop, Trainer, resolve_device
-from bitcheck.verdict import QUICK, Evidence
+from bitcheck.bitnet.train import Stop, Trainer, resolve_device
+from bitcheck.judge.verdict import QUICK, Evidence
 
 
 @dataclass
@@ -47,7 +48,7 @@ class QuickOptions:
     eval_every: int | None = None
     progress: bool = True
     options: dict = field(default_factory=dict)  # the task's command-line options (Task.cli_options)
-    model: str | None = None  # the user's adapter (bitcheck/adapter.py): "module" or "module:build"
+    model: str | None = None  # the user's adapter (bitcheck/user/adapter.py): "module" or "module:build"
     layers: str | None = None  # regex over module names of the user's quantized layers
     bisect: bool = True  # a user's model that did not learn, with no probe naming a part: swap and retrain
     reference: bool = False  # also train bitcheck's BitNet of the same shape in this run (side by side)
@@ -67,7 +68,7 @@ class QuickOptions:
 # Every quick run uses the tiny preset on CPU and 5m on CUDA, fp32 compiled on CPU and bf16 on CUDA,
 # and decides its own length (docs/MEASUREMENTS.md): cosine cycles of CYCLE steps
 # with warm restarts, stopping at PASS, after STALL_EVALS evaluations without gain, or at the budget
-# (the constants live in bitcheck/tasks.py, shared with sessions and bisection).
+# (the constants live in bitcheck/bitnet/tasks.py, shared with sessions and bisection).
 MINUTES = 15.0
 
 

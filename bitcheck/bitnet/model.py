@@ -8,7 +8,7 @@ References: Ma et al. 2024, "The Era of 1-bit LLMs" (b1.58) and its training-tip
 round(W / mean|W|) clamped to {-1, 0, 1}, per-token absmax int8 activations, straight-through
 estimator, sub-layer RMSNorm before each quantized input); Su et al. 2021 (RoPE); Shazeer 2020 (SwiGLU).
 Embeddings and the tied lm_head stay full precision. The packed 2-bit integer inference path lives
-in bitcheck/export.py; this model always runs the fake-quantized training path.
+in bitcheck/commands/export.py; this model always runs the fake-quantized training path.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bitcheck.config import PRESET_NOTES, PRESETS, ModelConfig, preset_config
+from bitcheck.bitnet.config import PRESET_NOTES, PRESETS, ModelConfig, preset_config
 
 QUANT_EPS = 1e-5  # floor on the scales: an all-zero weight or activation row must stay finite
 
@@ -258,7 +258,7 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
 # ---- the packed inference twin ----------------------------------------------------------------
 # What a deployed b1.58 model runs: 2-bit codes in the Hugging Face BitNet layout (uint8, four codes
 # per byte along the output dimension, code + 1 in bits 2i..2i+1 for output row i * rows + r) and
-# `weight_scale` = 1/mean|W|. bitcheck/export.py writes these tensors to files; the parity probe
+# `weight_scale` = 1/mean|W|. bitcheck/commands/export.py writes these tensors to files; the parity probe
 # (probes/parity.py) holds `packed_model(model)` to the fake-quantized training forward.
 
 def pack_codes(codes: torch.Tensor) -> torch.Tensor:
