@@ -18,11 +18,16 @@ setup: $(VENV)/.installed
 quick-arith: setup  ## train a tiny BitNet on `a + b = c` and print the verdict (ARGS="--seed 1 ...")
 	$(BIN)/bitcheck quick-arith $(ARGS)
 
-test: setup  ## the whole suite, slow end-to-end runs included (what CI runs)
-	$(BIN)/python -m pytest
+# one pytest worker per core (pytest-xdist), each training on one thread (tests/conftest.py)
+WORKERS ?= auto
 
-test-fast: setup  ## the suite without the slow end-to-end runs
-	$(BIN)/python -m pytest -m "not slow"
+test: setup  ## lint, then the whole suite, slow end-to-end runs included (what CI runs)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -n $(WORKERS)
+
+test-fast: setup  ## lint, then the suite without the slow end-to-end runs
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -n $(WORKERS) -m "not slow"
 
 bench: setup  ## training throughput of the presets on this machine
 	$(BIN)/python benchmarks/train_throughput.py

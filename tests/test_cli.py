@@ -16,7 +16,7 @@ def _one_line_error(result, needle):
     assert result.exit_code == 2, (result.exit_code, result.output)
     assert "Traceback" not in result.output
     assert needle in result.output, result.output
-    assert len([l for l in result.output.strip().splitlines() if l.strip()]) <= 2, result.output
+    assert len([line for line in result.output.strip().splitlines() if line.strip()]) <= 2, result.output
 
 
 def test_presets_json():
@@ -106,7 +106,7 @@ def test_short_run_fails_with_json_report(tmp_path):
     again = runner.invoke(app, ["quick-arith", "--resume", str(run), "--steps", "30", "--json"])
     assert again.exit_code == 1, again.output
     assert json.loads(again.stdout)["metrics"]["steps"] == 30
-    steps = [json.loads(l)["step"] for l in (run / "metrics/scalars.jsonl").read_text().splitlines()]
+    steps = [json.loads(line)["step"] for line in (run / "metrics/scalars.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps)) and steps[-1] == 30
 
 

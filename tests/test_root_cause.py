@@ -45,7 +45,7 @@ def test_weights_not_loaded_is_a_loading_bug(user_files, bad, good, ckpt, named)
 
 
 def test_half_trained_model_is_not_generation_broken(user_files):
-    """300 steps: it has learned (loss well below unigram) but writes poor text through a correct
+    """100 steps: it has learned (loss well below unigram) but writes poor text through a correct
     decoder. Its samples are as likely under it as its text: UNDERTRAINED, not GENERATION BROKEN."""
     rep = run(user_files, "half.pt", "healthy")
     st = statuses(rep)

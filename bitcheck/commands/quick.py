@@ -203,9 +203,8 @@ def _own_subject(adapter: Adapter, model, mcfg: ModelConfig, task, batches, tcfg
     the LR and weight decay they applied next to what the recipe intends."""
     history = own_history(watchers, trainer, tcfg, scalars)
     spec = ModelSpec.from_config(mcfg)
-    hooks = adapter.probe_hooks()
-    return own_model_subject(model.net, task, batches, tcfg.seed, hooks, lambda: adapter.build(spec), history,
-                             layers, answer_only, mcfg.block_size)
+    return own_model_subject(model.net, task, batches, tcfg.seed, adapter.hooks(lambda: adapter.build(spec)),
+                             history, layers, answer_only, mcfg.block_size)
 
 
 def _preset_name(cfg: ModelConfig) -> str:

@@ -30,7 +30,7 @@ from bitcheck.bitnet.model import BitNet
 from bitcheck.judge.report import write_report
 from bitcheck.bitnet.rundir import RunDir, RunDirError, append_jsonl, atomic_write_text
 from bitcheck.judge.subjects import STORY_PROMPTS as PROMPTS
-from bitcheck.user.adapter import build_for_training, load_adapter
+from bitcheck.user.adapter import ModelSpec, build_for_training, load_adapter
 from bitcheck.judge.subjects import make_watchers, stories_subject
 from bitcheck.user.subjects import own_history, own_watchers, stories_own_subject
 from bitcheck.bitnet.textdata import HUB_DEFAULT, SEPARATOR, TokenBatches, TokenCache, build_cache, open_source
@@ -280,8 +280,8 @@ def _run_stories(opts: StoriesOptions, resume: str | None, dist: Dist, device: s
     if adapter is None:
         subject = stories_subject(model, mcfg, tok, fed, probe_text, watchers, trainer.optimizer)
     else:
-        hooks = adapter.probe_hooks()
-        subject = stories_own_subject(model.net, mcfg, tok, fed, probe_text, hooks,
+        subject = stories_own_subject(model.net, mcfg, tok, fed, probe_text,
+                                      adapter.hooks(lambda: adapter.build(ModelSpec.from_config(mcfg))),
                                       own_history(watchers, trainer, tcfg, scalars), opts.layers)
     report = assess("tinystories", subject, stories_evidence(metrics, run), metrics, STORIES, run_dir=str(run.path))
     write_report(run, report.to_dict())

@@ -38,6 +38,7 @@ from bitcheck.bitnet.config import ModelConfig, TrainConfig
 from bitcheck.errors import first_line
 from bitcheck.bitnet.train import schedule as reference_schedule
 from bitcheck.user.factory import UserModelError, import_object
+from bitcheck.user.hooks import Hooks
 from probes.core import logits_of, quant_layers
 
 HOOKS = ("build", "optimizer", "sampler", "generate", "incremental_logits", "inference_model")
@@ -110,9 +111,12 @@ class Adapter:
     incremental_logits: Callable | None = None
     inference_model: Callable | None = None
 
-    def probe_hooks(self) -> dict:
-        """The hooks the probes call on the trained model (None where the adapter has none)."""
-        return {h: getattr(self, h) for h in ("sampler", "incremental_logits", "inference_model", "generate")}
+    def hooks(self, fresh_model: Callable | None = None) -> Hooks:
+        """The hooks the probes call on the trained model (None where the adapter has none); `fresh_model`:
+        an untrained model like the trained one (its build(spec) for the run's spec)."""
+        return Hooks("the adapter", sampler=self.sampler, generate=self.generate,
+                     incremental_logits=self.incremental_logits, inference_model=self.inference_model,
+                     fresh_model=fresh_model)
 
 
 def load_adapter(spec: str) -> Adapter:

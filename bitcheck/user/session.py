@@ -38,6 +38,7 @@ from bitcheck.user.bisection import retrain
 from bitcheck.bitnet.config import ModelConfig, TrainConfig, preset_config
 from bitcheck.judge.report import write_report
 from bitcheck.bitnet.rundir import RunDir, append_jsonl, atomic_write_text
+from bitcheck.user.hooks import Hooks
 from bitcheck.user.subjects import own_model_subject
 from bitcheck.judge.subjects import training_history
 from bitcheck.bitnet.tasks import (REFERENCE_SCHEDULE, STALL_EVALS, TASKS, build_task, make_evaluator, task_batches,
@@ -178,9 +179,9 @@ class Session:
             history["accumulate"] = accumulate
         if resume is not None:
             history["resume_hooks"] = {**resume, "batches": [self._batches(i, 0) for i in range(6)]}
-        hooks = {"sampler": sampler, "incremental_logits": incremental_logits, "inference_model": inference_model,
-                 "generate": generate}
-        subject = own_model_subject(model, self.task, self._batches, self.seed, hooks, fresh_model, history, layers,
+        hooks = Hooks("finish()", sampler=sampler, generate=generate, incremental_logits=incremental_logits,
+                      inference_model=inference_model, fresh_model=fresh_model)
+        subject = own_model_subject(model, self.task, self._batches, self.seed, hooks, history, layers,
                                     self.answer_only, self.config.block_size)
         evidence = Evidence.from_metrics(metrics, scalars, bool(self.last_eval.passed), str(self.run.path))
         command = command or f"session {self.name}"

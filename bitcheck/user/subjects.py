@@ -20,6 +20,7 @@ from bitcheck.bitnet.tokenizer import EOS as SEPARATOR
 from bitcheck.user.factory import (N_TEXTS, ROWS, SEQ, TEXT_CHARS, UserModel, UserModelError, full_forward_generate,
                                  learned_gap, load_tokenizer, model_vocab, prompts_from, random_batches, read_text,
                                  text_batches)
+from bitcheck.user.hooks import Hooks
 from bitcheck.judge.subjects import ANSWER_ONLY_SKIP, STORY_PROMPTS, make_watchers, training_history
 from probes import Subject, TokenizerAdapter
 from probes.core import quant_layers
@@ -45,47 +46,51 @@ def own_history(watchers, trainer, tcfg, scalars: list[dict]) -> dict:
     return history
 
 
-def own_model_subject(model: torch.nn.Module, task, batches, seed: int, hooks: dict, fresh_model=None,
-                      history: dict | None = None, layers: str | None = None, answer_only: bool = False,
-                      block_size: int = 128) -> Subject:
+def own_model_subject(model: torch.nn.Module, task, batches, seed: int, hooks: Hooks, history: dict | None = None,
+                      layers: str | None = None, answer_only: bool = False, block_size: int = 128) -> Subject:
     """A Subject for the user's own model trained on one of our tasks (bitcheck quick-<task> --model, or
-    their own loop through bitcheck.user.session): the task's batches, texts and prompts as task_subject,
-    the user's hooks (sampler, incremental_logits, inference_model, generate) where given; a probe
-    whose hook is missing SKIPs saying which to add."""
+    their own loop through bitcheck.session): the task's batches, texts and prompts as task_subject,
+    and the user's hooks where given."""
     rng = random.Random(f"probe-reference:{seed}")
     texts = ["".join("".join(task.example_text(rng)) for _ in range(200)) for _ in range(3)]
     prompts = ["".join(task.example_text(rng)) for _ in range(6)]
     skip = {"repetition": ANSWER_ONLY_SKIP, "gibberish": ANSWER_ONLY_SKIP} if answer_only else {}
-    return _user_subject(model, task.tokenizer, [batches(i, 0) for i in range(2)], texts, prompts,
-                         task.tokenizer.vocab_size, task.tokenizer.bos_id, hooks, fresh_model, history, layers,
-                         skip, block_size)
+    return _user_subject(model, hooks, tokenizer=task.tokenizer, batches=[batches(i, 0) for i in range(2)],
+                         texts=texts, prompts=prompts, vocab_size=task.tokenizer.vocab_size,
+                         bos_id=task.tokenizer.bos_id, history=history, layers=layers, skip=skip,
+                         block_size=block_size)
 
 
-def stories_own_subject(model: torch.nn.Module, cfg: ModelConfig, tok, batches: list, text: str, hooks: dict,
+def stories_own_subject(model: torch.nn.Module, cfg: ModelConfig, tok, batches: list, text: str, hooks: Hooks,
                         history: dict | None = None, layers: str | None = None) -> Subject:
     """A Subject for the user's own model trained on stories (bitcheck tinystories --model): the exact
     batches fed, validation stories as reference text, the story prompts after <|endoftext|>, and the
     user's hooks where given."""
     plain = text.replace(SEPARATOR, "\n")
     n = max(1, len(plain) // 3)
-    return _user_subject(model, TokenizerAdapter(tok), batches, [plain[i * n:(i + 1) * n] for i in range(3)],
-                         list(STORY_PROMPTS), cfg.vocab_size, tok.token_to_id(SEPARATOR), hooks, None, history,
-                         layers, {}, cfg.block_size)
+    return _user_subject(model, hooks, tokenizer=TokenizerAdapter(tok), batches=batches,
+                         texts=[plain[i * n:(i + 1) * n] for i in range(3)], prompts=list(STORY_PROMPTS),
+                         vocab_size=cfg.vocab_size, bos_id=tok.token_to_id(SEPARATOR), history=history,
+                         layers=layers, skip={}, block_size=cfg.block_size)
 
 
-def _user_subject(model, tokenizer, batches: list, texts: list[str], prompts: list[str], vocab_size: int,
-                  bos_id: int, hooks: dict, fresh_model, history, layers, skip: dict, block_size: int) -> Subject:
-    for name, hook in (("sampler", "sampler"), ("kv_cache_parity", "incremental_logits"),
-                       ("inference_parity", "inference_model")):
-        if hooks.get(hook) is None:
-            skip[name] = f"the adapter has no {hook}(): define it to check yours"
-    generate = hooks.get("generate") or _bos_generate(full_forward_generate(block_size), bos_id)
-    inference = hooks.get("inference_model")
+def _user_subject(model: torch.nn.Module, hooks: Hooks, *, tokenizer, batches: list, texts: list[str] | None,
+                  prompts: list[str] | None, vocab_size: int, bos_id: int | None, history: dict | None,
+                  layers: str | None, skip: dict, block_size: int, device: str | None = None) -> Subject:
+    """The one Subject builder for the user's model, whichever door it came through: their hooks where
+    given (a missing one SKIPs its probe, Hooks.skips), else a generic full-forward decoder (prefixed
+    with `bos_id` when the training rows start with it)."""
+    generate = hooks.generate
+    if generate is None:
+        generate = full_forward_generate(block_size)
+        if bos_id is not None:
+            generate = _bos_generate(generate, bos_id)
     return Subject(
         model=model, tokenizer=tokenizer, batches=batches, texts=texts, prompts=prompts, vocab_size=vocab_size,
-        fresh_model=fresh_model, sampler=hooks.get("sampler"), generate=generate,
-        incremental_logits=hooks.get("incremental_logits"), history=history or {}, layer_pattern=layers, skip=skip,
-        device=str(next(model.parameters()).device), inference_model=inference(model) if inference is not None else None)
+        fresh_model=hooks.fresh_model, sampler=hooks.sampler, generate=generate,
+        incremental_logits=hooks.incremental_logits, history=history or {}, layer_pattern=layers,
+        skip={**hooks.skips(), **skip}, device=device or str(next(model.parameters()).device),
+        inference_model=hooks.inference_model(model) if hooks.inference_model is not None else None)
 
 
 def _bos_generate(generate, bos_id: int):
@@ -136,21 +141,13 @@ def user_subject(um: UserModel, device: str, tokenizer_path: str | None, text_pa
     texts = [plain[i * TEXT_CHARS:(i + 1) * TEXT_CHARS] for i in range(N_TEXTS)] if plain else None
     texts = [t for t in texts if t] if texts else None
     skip = {}
-    for name, extra in (("sampler", "sampler"), ("kv_cache_parity", "incremental_logits"),
-                        ("loss_at_init", "fresh_model"), ("inference_parity", "inference_model")):
-        if extra not in um.extras:
-            skip[name] = f"the factory gave no {extra!r}: return {{'model': ..., '{extra}': ...}} to check yours"
     if text is None:
         for name in ("repetition", "gibberish", "sample_likelihood"):
             skip[name] = "no sample text: give --text FILE (the model's training text) to judge its samples"
         skip["label_offset"] = "no text: on random ids no offset can be learned; give --text FILE to check the labels"
     if text is not None:
         facts.update(learned_gap(model, batches, vocab))
-    subject = Subject(
-        model=model, tokenizer=tok, batches=batches, texts=texts,
-        prompts=prompts_from(plain) if plain is not None else None, vocab_size=vocab,
-        fresh_model=um.extras.get("fresh_model"), sampler=um.extras.get("sampler"),
-        generate=um.extras.get("generate") or full_forward_generate(block),
-        incremental_logits=um.extras.get("incremental_logits"), layer_pattern=layers, skip=skip,
-        inference_model=um.extras.get("inference_model"), device=device)
+    subject = _user_subject(model, Hooks.from_factory(um.extras), tokenizer=tok, batches=batches, texts=texts,
+                            prompts=prompts_from(plain) if plain is not None else None, vocab_size=vocab,
+                            bos_id=None, history=None, layers=layers, skip=skip, block_size=block, device=device)
     return subject, facts
