@@ -1,18 +1,38 @@
-"""The probe framework: a subject (any model), probes that compute a value, named thresholds
-that turn the value into PASS / WARN / FAIL, and a runner that never lets one probe kill the rest.
+"""The probe framework: a subject (any model), probes that measure a value, named thresholds that
+turn the value into PASS / WARN / FAIL, and a runner that never lets one probe kill the rest.
 
     subject = Subject(model=my_model, tokenizer=TokenizerAdapter(tok), batches=[(x, y)], texts=[...])
     results = run_probes(subject)            # every registered probe; ERROR / SKIP instead of raising
     [r.to_dict() for r in results]           # machine-readable; rendering lives elsewhere
+
+A probe returns its measurement; the runner attaches its name and branch (from `@probe`) and judges
+the value against the thresholds the measurement names (worst wins; the hint only when not PASS):
+
+    GAP = Threshold("relative_gap", warn=1e-3, fail=1e-2, source="healthy 1e-6; the bug 0.5")
+
+    @probe("my_check", branch="numerics", needs=("batches",), catches="...", fails_when="...", measured="...")
+    def my_check(s: Subject) -> Measurement:
+        # (its docstring says what it checks: the README's probe tables quote it)
+        gap = ...
+        return Measurement(gap, [GAP], f"gap {gap:.1e}", "How to fix it.", details={"per_layer": ...})
+
+A probe that does not apply returns `Measurement(message=why, status=SKIP)`; one that attributes its
+failure to another part of the tree says so with `branch=` (causal_leak -> quantization). The
+decorated function returns the ProbeResult, so calling a probe directly gives what the runner gives.
+Probes read the Subject and never write it; what several probes of one run share (the generated
+samples) lives in `run_cache(subject)`, which run_probes owns.
 
 Adding a probe touches two files: its module (decorated with @probe, imported in probes/__init__.py's
 one list) and its test. Modelled on deepchecks' check -> condition -> result split.
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 import traceback
+from collections.abc import Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -74,13 +94,41 @@ def worst(statuses) -> str:
     return max(statuses, key=lambda s: order[s], default=PASS)
 
 
-def judge(name: str, value: float, thresholds: list[Threshold], message: str, hint: str, branch: str,
-          details: dict | None = None, values: dict | None = None) -> ProbeResult:
-    """The status is the worst over the thresholds; each judges values[t.name] (default: value)."""
-    statuses = [t.judge((values or {}).get(t.name, value)) for t in thresholds]
-    status = worst(statuses)
-    return ProbeResult(name, status, value, message, hint if status != PASS else "", branch,
-                       [t.to_dict() for t in thresholds], details or {})
+@dataclass
+class Measurement:
+    """What a probe returns: its value and how to judge it; the runner adds the probe's name and branch.
+
+    The status is the worst over `thresholds`, each judging values[t.name] (default: `value`), unless
+    `status` states it: SKIP (the probe does not apply; `message` says why) or a decision no threshold
+    expresses. `branch` overrides the probe's own branch where the measurement points elsewhere in the
+    tree (causal_leak -> quantization, inference_parity -> inference). The hint is dropped on PASS."""
+    value: Any = None
+    thresholds: Sequence[Threshold] = ()
+    message: str = ""
+    hint: str = ""
+    details: dict | None = None  # tables for plots and the curious (per-layer values ...)
+    values: dict | None = None  # threshold name -> the number it judges, where that is not `value`
+    status: str | None = None  # None: judged by the thresholds
+    branch: str | None = None  # None: the probe's branch
+
+    def judged(self) -> str:
+        """The status the thresholds alone give (for a probe that qualifies its own verdict)."""
+        return worst(t.judge((self.values or {}).get(t.name, self.value)) for t in self.thresholds)
+
+    def result(self, name: str, branch: str) -> ProbeResult:
+        status = self.status or self.judged()
+        return ProbeResult(name, status, self.value, self.message, self.hint if status != PASS else "",
+                           self.branch or branch, [t.to_dict() for t in self.thresholds], self.details or {})
+
+
+def as_result(out: Measurement | ProbeResult, name: str, branch: str) -> ProbeResult:
+    """A probe's return value as its result. A ProbeResult passes through: the probe was already wrapped
+    by @probe, which made it one."""
+    if isinstance(out, Measurement):
+        return out.result(name, branch)
+    if isinstance(out, ProbeResult):
+        return out
+    raise TypeError(f"probe {name} returned {type(out).__name__}; expected a Measurement")
 
 
 # ---- the subject ----------------------------------------------------------------------------------
@@ -207,7 +255,7 @@ def behaves_quantized(m: nn.Module) -> bool:
 @dataclass
 class ProbeSpec:
     name: str
-    fn: Callable[[Subject], ProbeResult]
+    fn: Callable[[Subject], ProbeResult | Measurement]  # @probe's wrapper returns the ProbeResult
     branch: str
     needs: tuple[str, ...]
     doc: str
@@ -225,14 +273,19 @@ REGISTRY: dict[str, ProbeSpec] = {}
 
 def probe(name: str, branch: str, needs: tuple[str, ...] = (), kind: str = "dynamic", catches: str = "",
           fails_when: str = "", measured: str = ""):
-    """Register a probe. `needs` names Subject fields that must be set, else the probe is SKIP;
-    `catches`, `fails_when` and `measured` document it (docs/PROBES.md's probe tables)."""
+    """Register a probe: a function Subject -> Measurement. `needs` names Subject fields that must be set,
+    else the probe is SKIP; `catches`, `fails_when` and `measured` document it (docs/PROBES.md's probe tables).
+    The registered and the returned function give the ProbeResult, named and branched here, so a test that
+    calls the probe directly sees what the runner reports."""
     assert branch in BRANCHES, branch
 
     def deco(fn):
-        REGISTRY[name] = ProbeSpec(name, fn, branch, tuple(needs), (fn.__doc__ or "").strip(), kind,
+        @functools.wraps(fn)
+        def measured_probe(subject: Subject) -> ProbeResult:
+            return as_result(fn(subject), name, branch)
+        REGISTRY[name] = ProbeSpec(name, measured_probe, branch, tuple(needs), (fn.__doc__ or "").strip(), kind,
                                    catches, fails_when, measured)
-        return fn
+        return measured_probe
     return deco
 
 
@@ -252,16 +305,28 @@ def run_probe(spec: ProbeSpec, subject: Subject) -> ProbeResult:
                            branch=spec.branch)
     was_training = subject.model.training if subject.model is not None else False
     try:
-        result = spec.fn(subject)
-        result.branch = result.branch or spec.branch
-        return result
+        return as_result(spec.fn(subject), spec.name, spec.branch)  # a hand-built spec may return a Measurement
     except Exception as e:  # a crashing probe is a result, not the end of the report
         tb = traceback.format_exception_only(type(e), e)[-1].strip()
         return ProbeResult(spec.name, ERROR, None, f"probe raised {tb}", branch=spec.branch,
-                           details={"traceback": traceback.format_exc(limit=5)})
+                           details={"traceback": traceback.format_exc(limit=6)})  # 5 frames below @probe's wrapper
     finally:
         if subject.model is not None:
             subject.model.train(was_training)
+
+
+# What the probes of one run_probes call share, per subject (id -> dict): set by run_probes, read through
+# run_cache. It lives outside the Subject because probes only read their evidence (STYLE rule 18): a cache
+# written into it would carry one run's samples into the next, or into a subject copied from it.
+_RUN_CACHE: ContextVar[dict[int, dict] | None] = ContextVar("probe_run_cache", default=None)
+
+
+def run_cache(subject: Subject) -> dict:
+    """A scratch dict for `subject` that lives as long as the current run_probes call (e.g. the samples the
+    text probes share, generated once per run). Outside run_probes (a probe called directly) a fresh dict
+    each time: nothing is shared, nothing is kept."""
+    run = _RUN_CACHE.get()
+    return {} if run is None else run.setdefault(id(subject), {})
 
 
 def run_probes(subject: Subject, names: list[str] | None = None, kinds: tuple[str, ...] | None = None
@@ -273,7 +338,11 @@ def run_probes(subject: Subject, names: list[str] | None = None, kinds: tuple[st
         specs = [s for s in specs if s.kind != "curve"]
     if kinds:
         specs = [s for s in specs if s.kind in kinds]
-    return [run_probe(s, subject) for s in specs]
+    token = _RUN_CACHE.set({})
+    try:
+        return [run_probe(s, subject) for s in specs]
+    finally:
+        _RUN_CACHE.reset(token)
 
 
 def first_batch(subject: Subject) -> tuple[torch.Tensor, torch.Tensor]:

@@ -28,7 +28,7 @@ import bisect
 import math
 import random
 
-from probes.core import FAIL, SKIP, WARN, ProbeResult, Subject, Threshold, judge, probe
+from probes.core import FAIL, SKIP, WARN, Measurement, Subject, Threshold, probe
 from probes.optimizer import compare_schedule
 
 FIT_BINS = 60  # the fitted window is averaged into this many bins: less batch noise, less autocorrelation
@@ -231,7 +231,7 @@ def loss_extrapolation(s: Subject):
     at 2x and 10x the tokens with the same schedule shape, and whether 2x would still buy much."""
     curve = _curve(s)
     if not curve:
-        return ProbeResult("loss_extrapolation", SKIP, None, "no training log", branch="capacity")
+        return Measurement(message="no training log", status=SKIP)
     train = [(r["step"], r["loss"]) for r in curve["rows"]
              if isinstance(r.get("loss"), float) and math.isfinite(r["loss"])]
     spikes = ([(p["step"], p["recovered_step"] or p["step"]) for p in find_spikes(train)]
@@ -239,9 +239,8 @@ def loss_extrapolation(s: Subject):
     fit = fit_curve(curve["rows"], curve["loss_key"], curve.get("tokens_per_step"), curve.get("warmup") or 0,
                     exclude=spikes)
     if fit is None:
-        return ProbeResult("loss_extrapolation", SKIP, None,
-                           f"fewer than {MIN_FIT_POINTS} logged losses after {FIT_START:.0%} of the run: too few to fit",
-                           branch="capacity")
+        return Measurement(message=f"fewer than {MIN_FIT_POINTS} logged losses after {FIT_START:.0%} of the run: "
+                                   "too few to fit", status=SKIP)
     u = fit["x_unit"]
     floor = (f"fitted floor {fit['floor']:.3f}" if fit["E"] > 0.02 * fit["end_loss"] and fit["floor"] > 0 else
              "no floor in sight yet (the curve has not started to bend)")
@@ -251,14 +250,15 @@ def loss_extrapolation(s: Subject):
     if fit["annealing_drop"] > 0.25 * max(fit["window_drop"], 1e-9):  # the fall a reader sees is mostly the LR's
         message += (f" (the LR decay accounts for {fit['annealing_drop']:.3f} of the {fit['window_drop']:.3f} fall "
                     "over the fitted window; more tokens would not repeat it)")
-    result = judge("loss_extrapolation", fit["gain_2x_low"], [IMPROVING], message,
-                   "Still improving: train longer with the same schedule stretched (the prediction assumes that).",
-                   "capacity", details={"fit": fit})
-    if not fit["lr_known"] and result.status == FAIL:  # the fall may be a decaying LR: never "train longer" on it
-        result.status = WARN
-        result.message += ("; no LR logged or configured: assumed constant, so a decaying LR's fall cannot be told "
-                           "from more tokens' gain (log the LR, or give --config or --lr/--warmup/--steps/--schedule)")
-    return result
+    measured = Measurement(fit["gain_2x_low"], [IMPROVING], message,
+                           "Still improving: train longer with the same schedule stretched (the prediction assumes "
+                           "that).", details={"fit": fit})
+    if not fit["lr_known"] and measured.judged() == FAIL:  # the fall may be a decaying LR: never "train longer" on it
+        measured.status = WARN
+        measured.message += ("; no LR logged or configured: assumed constant, so a decaying LR's fall cannot be "
+                             "told from more tokens' gain (log the LR, or give --config or "
+                             "--lr/--warmup/--steps/--schedule)")
+    return measured
 
 
 # ---- instability ---------------------------------------------------------------------------------
@@ -301,8 +301,7 @@ def loss_spikes(s: Subject):
     series = [(r["step"], r["loss"]) for r in (curve or {}).get("rows", [])
               if isinstance(r.get("loss"), float) and math.isfinite(r["loss"])]
     if len(series) < 2 * SPIKE_WINDOW:
-        return ProbeResult("loss_spikes", SKIP, None, f"fewer than {2 * SPIKE_WINDOW} logged training losses",
-                           branch="optimizer")
+        return Measurement(message=f"fewer than {2 * SPIKE_WINDOW} logged training losses", status=SKIP)
     spikes = find_spikes(series)
     unrecovered = [p for p in spikes if p["recovered_step"] is None and not p["in_progress"]]
     values = {"spikes": len(spikes) - len(unrecovered), "unrecovered_spikes": len(unrecovered)}
@@ -313,9 +312,9 @@ def loss_spikes(s: Subject):
     message = "; ".join(parts) + ("; ..." if len(spikes) > 4 else "") if spikes else "no loss spikes"
     if unrecovered:
         message = f"the loss diverged ({message})"
-    return judge("loss_spikes", len(spikes), [SPIKES, UNRECOVERED], message,
-                 "Lower the peak LR or lengthen warmup, clip gradients (1.0), check for bad batches at the spike steps.",
-                 "optimizer", details={"spikes": spikes}, values=values)
+    return Measurement(len(spikes), [SPIKES, UNRECOVERED], message,
+                       "Lower the peak LR or lengthen warmup, clip gradients (1.0), check for bad batches at the "
+                       "spike steps.", details={"spikes": spikes}, values=values)
 
 
 @probe("grad_norm_log", branch="optimizer", kind="curve",
@@ -327,8 +326,7 @@ def grad_norm_log(s: Subject):
     series = [(r["step"], r["grad_norm"]) for r in (_curve(s) or {}).get("rows", [])
               if isinstance(r.get("grad_norm"), float) and math.isfinite(r["grad_norm"])]
     if len(series) < 2 * SPIKE_WINDOW:
-        return ProbeResult("grad_norm_log", SKIP, None, "no grad norm logged (or too few values)",
-                           branch="optimizer")
+        return Measurement(message="no grad norm logged (or too few values)", status=SKIP)
     explosions = []
     for i in range(SPIKE_WINDOW, len(series)):
         window = sorted(v for _, v in series[i - SPIKE_WINDOW:i])
@@ -338,9 +336,8 @@ def grad_norm_log(s: Subject):
     message = (f"{len(explosions)} grad-norm explosions (> {GRAD_EXPLOSION:g}x the running median), first at step "
                f"{explosions[0]['step']}: {explosions[0]['grad_norm']:.3g} vs {explosions[0]['median']:.3g}"
                if explosions else f"grad norm within {GRAD_EXPLOSION:g}x its running median")
-    return judge("grad_norm_log", len(explosions), [GRAD_EXPLOSIONS], message,
-                 "Clip gradients; look at the batches of those steps.", "optimizer",
-                 details={"explosions": explosions[:50]})
+    return Measurement(len(explosions), [GRAD_EXPLOSIONS], message,
+                       "Clip gradients; look at the batches of those steps.", details={"explosions": explosions[:50]})
 
 
 @probe("nonfinite_log", branch="numerics", kind="curve",
@@ -351,7 +348,7 @@ def nonfinite_log(s: Subject):
     """The first non-finite logged loss, and the share of non-finite grad norms."""
     curve = _curve(s)
     if not curve:
-        return ProbeResult("nonfinite_log", SKIP, None, "no training log", branch="numerics")
+        return Measurement(message="no training log", status=SKIP)
     rows = curve["rows"]
     bad = [(r["step"], k, r[k]) for r in rows for k in ("loss", "val_loss")
            if isinstance(r.get(k), float) and not math.isfinite(r[k])]
@@ -366,9 +363,9 @@ def nonfinite_log(s: Subject):
                    f"{bad_grads[0]['step']}) with a finite loss: steps fp16 loss scaling skipped?")
     else:
         message = "every logged loss and grad norm is finite"
-    return judge("nonfinite_log", len(bad), [NONFINITE, NONFINITE_GRADS], message,
-                 "Find the first non-finite module at that step (bitcheck quick-arith --model reproduces it small); "
-                 "clamp quantizer scales with eps 1e-5.", "numerics", details={"first": bad[:10]}, values=values)
+    return Measurement(len(bad), [NONFINITE, NONFINITE_GRADS], message,
+                       "Find the first non-finite module at that step (bitcheck quick-arith --model reproduces it "
+                       "small); clamp quantizer scales with eps 1e-5.", details={"first": bad[:10]}, values=values)
 
 
 @probe("logged_schedule", branch="optimizer", kind="curve",
@@ -380,11 +377,12 @@ def logged_schedule(s: Subject):
     """The LR and weight decay the log says the optimizer used, against the schedule the config intends."""
     log, want = s.history.get("schedule"), s.history.get("intended")
     if not log:
-        return ProbeResult("logged_schedule", SKIP, None, "the log has no learning rate", branch="optimizer")
+        return Measurement(message="the log has no learning rate", status=SKIP)
     if not want:
-        return ProbeResult("logged_schedule", SKIP, None, s.history.get("intended_missing",
-                           "no intended schedule (give --config, or --warmup and --steps)"), branch="optimizer")
-    return compare_schedule("logged_schedule", log, want, s.history.get("warmup_steps", 0), strict=True,
+        return Measurement(message=s.history.get("intended_missing",
+                                                 "no intended schedule (give --config, or --warmup and --steps)"),
+                           status=SKIP)
+    return compare_schedule(log, want, s.history.get("warmup_steps", 0), strict=True,
                             exact=s.history.get("schedule_name") in ("cosine", "linear", "constant"))
 
 
@@ -401,8 +399,8 @@ def model_capacity(s: Subject):
     cap = s.history.get("capacity") or {}
     params, emb = cap.get("params"), cap.get("embedding_params")
     if not params or emb is None:
-        return ProbeResult("model_capacity", SKIP, None, "parameter count and embedding size unknown (give "
-                           "--params, --vocab and --hidden, a --config with them, or --checkpoint)", branch="capacity")
+        return Measurement(message="parameter count and embedding size unknown (give --params, --vocab and "
+                                   "--hidden, a --config with them, or --checkpoint)", status=SKIP)
     share = emb / params
     non_emb = params - emb
     tokens = cap.get("tokens")
@@ -418,8 +416,7 @@ def model_capacity(s: Subject):
         notes.append(f"below the smallest published BitNet b1.58 ({_count(size)}, perplexity {ours} vs FP16 {fp16}, "
                      "Ma et al. 2024): ternary trails float more the smaller the model")
     values = {"embedding_share": share, "tokens_per_non_embedding_param": per, "non_embedding_params": non_emb}
-    result = judge("model_capacity", share, [EMBED_SHARE], "; ".join(notes),
-                   "The vocabulary eats the model: a smaller vocabulary or a wider/deeper model; ternary "
-                   "layers hold less per parameter than float ones.", "capacity", details=values, values=values)
-    result.value = values
-    return result
+    # the value is the whole budget; EMBED_SHARE judges values["embedding_share"]
+    return Measurement(values, [EMBED_SHARE], "; ".join(notes),
+                       "The vocabulary eats the model: a smaller vocabulary or a wider/deeper model; ternary "
+                       "layers hold less per parameter than float ones.", details=values, values=values)

@@ -10,7 +10,7 @@ import difflib
 import re
 
 
-from probes.core import Subject, Threshold, judge, probe
+from probes.core import Measurement, Subject, Threshold, probe
 
 # Share of characters lost in decode(encode(text)). Measured: byte-level BPE and our char tokenizers 0;
 # a BPE with the Whitespace pre-tokenizer on arithmetic text 0.076 (spaces and newlines). The 1m
@@ -91,11 +91,11 @@ def data_decode(s: Subject):
             notes.append(f"{oor} ids outside [0, {vocab})")
         notes.append("batch decodes as: " + repr(s.tokenizer.decode(s.batches[0][0][0].tolist())[:60]))
     if not thresholds:
-        return judge("data_decode", None, [], "no sample text or batches to check", "", "data")
+        return Measurement(None, message="no sample text or batches to check")
     msg = "; ".join(notes)
     hint = ("Use a lossless tokenizer (byte-level BPE: ByteLevel pre-tokenizer and decoder), feed "
             "targets = inputs shifted by one, and check ids against the model's vocabulary.")
-    return judge("data_decode", values, thresholds, msg, hint, "data", values=values)
+    return Measurement(values, thresholds, msg, hint, values=values)
 
 
 # Which token does the model predict at position t: x[t + k] for k = 0 (the input itself), 1 (the
@@ -143,7 +143,7 @@ def label_offset(s: Subject):
     x, y = x.to(s.device), y.to(s.device)
     losses = offset_losses(s.model, x, y)
     if 1 not in losses:
-        return judge("label_offset", None, [OFFSET_GAP], "no supervised positions in the batch", "", "data")
+        return Measurement(None, [OFFSET_GAP], "no supervised positions in the batch")
     best = min(losses, key=losses.get)
     gain = losses[1] - losses[best]
     values = {"offset_gain_nats": gain, "best_offset": best, **{f"loss_t+{k}": v for k, v in losses.items()}}
@@ -152,6 +152,6 @@ def label_offset(s: Subject):
                if best != 1 and gain > OFFSET_MARGIN else
                f"the next token is what the model predicts best or nothing is preferred "
                f"({', '.join(f't+{k} {v:.2f}' for k, v in losses.items())})")
-    return judge("label_offset", values, [OFFSET_GAP], message,
-                 "Shift the labels exactly once: targets[t] = ids[t + 1], either in the data or in the loss, "
-                 "not in both.", "data", values=values)
+    return Measurement(values, [OFFSET_GAP], message,
+                       "Shift the labels exactly once: targets[t] = ids[t + 1], either in the data or in the loss, "
+                       "not in both.", values=values)

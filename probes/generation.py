@@ -14,7 +14,7 @@ from collections import Counter
 
 import torch
 
-from probes.core import PASS, Subject, Threshold, judge, logits_of, probe
+from probes.core import PASS, Measurement, Subject, Threshold, logits_of, probe, run_cache
 
 # max |incremental - full| logits, relative to the logits' scale. Measured (selftest, tiny preset):
 # healthy 5e-7 at init and 1.6e-4..2.0e-3 trained, 3 seeds (float differences flip an int8
@@ -69,10 +69,11 @@ def kv_cache_parity(s: Subject):
     gap = (inc - full).abs().max().item() / (full.abs().max().item() or 1.0)
     per_pos = (inc - full).abs().amax(dim=(0, 2))
     first = int((per_pos > 1e-2 * full.abs().max()).nonzero()[0]) if gap > 1e-2 else None
-    return judge("kv_cache_parity", gap, [KV_GAP],
-                 f"relative gap cached vs full {gap:.2e}" + (f", first at position {first}" if first is not None else ""),
-                 "The KV cache disagrees with a full forward: check the position offset passed to RoPE "
-                 "and the mask for chunks after a cached prefix.", "generation")
+    return Measurement(gap, [KV_GAP],
+                       f"relative gap cached vs full {gap:.2e}"
+                       + (f", first at position {first}" if first is not None else ""),
+                       "The KV cache disagrees with a full forward: check the position offset passed to RoPE "
+                       "and the mask for chunks after a cached prefix.")
 
 
 def _chi2_p(counts: torch.Tensor, probs: torch.Tensor) -> float:
@@ -192,28 +193,30 @@ def sampler(s: Subject):
     core_ok = all(t.judge(values[t.name]) == PASS for t in (SAMPLER_P, TOPK_BAD))
     hints = [] if core_ok else [("The sampler does not draw from softmax(logits / temperature): check that the "
                                  "temperature divides the logits before softmax and that top-k masks the rest to -inf.")]
-    return judge("sampler", values, thresholds,
-                 f"chi-square p at T=1: {pvals[1.0]:.3g}, T=0.5: {pvals[0.5]:.3g}; top-{k} violations {violations}"
-                 + options, " ".join(hints + [OPTION_HINTS[o] for o in dict.fromkeys(failed)]), "generation",
-                 details={"options": cases}, values=values)
+    return Measurement(values, thresholds,
+                       f"chi-square p at T=1: {pvals[1.0]:.3g}, T=0.5: {pvals[0.5]:.3g}; top-{k} violations "
+                       f"{violations}" + options, " ".join(hints + [OPTION_HINTS[o] for o in dict.fromkeys(failed)]),
+                       details={"options": cases}, values=values)
 
 
 def generations(s: Subject) -> list[str]:
-    """Samples for the subject's prompts, computed once and shared by the text probes."""
+    """Samples for the subject's prompts, computed once per run and shared by the text probes."""
     return [s.tokenizer.decode(out[n:].tolist()) for n, out in generation_ids(s)]
 
 
 def generation_ids(s: Subject) -> list[tuple[int, torch.Tensor]]:
-    """(prompt length, ids (T,) of prompt + sample) per prompt, generated once per subject."""
-    cached = s.history.get("_generation_ids")
-    if cached is None:
-        cached = []
+    """(prompt length, ids (T,) of prompt + sample) per prompt, generated once per run_probes call: the
+    repetition, gibberish and likelihood probes judge the same samples. Kept in the run's cache, not in the
+    Subject, so that no probe writes its evidence and no later run (or copy of the subject) sees them."""
+    cache = run_cache(s)
+    if "generation_ids" not in cache:
+        ids = []
         for prompt in s.prompts:
             idx = torch.tensor([s.tokenizer.encode(prompt)], device=s.device)
             out = s.generate(s.model, idx, N_NEW)
-            cached.append((idx.shape[1], out[0].detach()))
-        s.history["_generation_ids"] = cached
-    return cached
+            ids.append((idx.shape[1], out[0].detach()))
+        cache["generation_ids"] = ids
+    return cache["generation_ids"]
 
 
 def seq_rep_n(tokens: list, n: int = 4) -> float:
@@ -247,12 +250,12 @@ def repetition(s: Subject):
     rep_ref = sum(seq_rep_n(w) for w in windows) / len(windows)
     loops = sum(ends_in_loop(g) for g in gens) / len(gens)
     values = {"rep4_excess": rep_gen - rep_ref, "loop_ending_share": loops}
-    return judge("repetition", values, [REP_EXCESS, LOOP_ENDINGS],
-                 f"seq-rep-4 samples {rep_gen:.2f} vs reference {rep_ref:.2f}; {loops:.0%} end in a loop; "
-                 f"sample: {gens[0][:50]!r}",
-                 "Samples loop: greedy decoding loops on small models, so sample with temperature/top-p; "
-                 "if sampling loops too, check the sampler and the KV cache.", "generation",
-                 details={"samples": gens[:5], "rep4_samples": rep_gen, "rep4_reference": rep_ref}, values=values)
+    return Measurement(values, [REP_EXCESS, LOOP_ENDINGS],
+                       f"seq-rep-4 samples {rep_gen:.2f} vs reference {rep_ref:.2f}; {loops:.0%} end in a loop; "
+                       f"sample: {gens[0][:50]!r}",
+                       "Samples loop: greedy decoding loops on small models, so sample with temperature/top-p; "
+                       "if sampling loops too, check the sampler and the KV cache.",
+                       details={"samples": gens[:5], "rep4_samples": rep_gen, "rep4_reference": rep_ref}, values=values)
 
 
 def _bigram_model(text: str):
@@ -291,11 +294,11 @@ def gibberish(s: Subject):
     ratio = known(sample_text) / ref_known
     gap = _mean_logp(logp, sample_text) - _mean_logp(logp, held)
     values = {"known_word_ratio": ratio, "bigram_gap_nats": gap}
-    return judge("gibberish", values, [WORD_RATIO, BIGRAM_GAP],
-                 f"known words {ratio:.2f} of the reference's rate; bigram log-lik gap {gap:+.2f} nats/char",
-                 "Samples are not made of the training text's words: the model never learned (check the "
-                 "loss), or decoding/sampling scrambles ids (check the tokenizer and sampler probes).",
-                 "generation", details={"samples": gens[:3]}, values=values)
+    return Measurement(values, [WORD_RATIO, BIGRAM_GAP],
+                       f"known words {ratio:.2f} of the reference's rate; bigram log-lik gap {gap:+.2f} nats/char",
+                       "Samples are not made of the training text's words: the model never learned (check the "
+                       "loss), or decoding/sampling scrambles ids (check the tokenizer and sampler probes).",
+                       details={"samples": gens[:3]}, values=values)
 
 
 # The samples' mean NLL per token under the model's own teacher-forced forward, minus the model's NLL
@@ -338,15 +341,14 @@ def sample_likelihood(s: Subject):
     ref = torch.tensor(s.tokenizer.encode("".join(s.texts))[: 8 * SELF_TOKENS], device=s.device)
     rows = ref[: ref.numel() // SELF_TOKENS * SELF_TOKENS].view(-1, SELF_TOKENS)
     if not count or not rows.numel():
-        return judge("sample_likelihood", None, [SELF_NLL], "no sampled tokens or reference text to score", "",
-                     "generation")
+        return Measurement(None, [SELF_NLL], "no sampled tokens or reference text to score")
     ref_nll = sum(_nll(model, r, 1)[0] for r in rows) / (rows.numel() - rows.shape[0])
     sample_nll = total / count
     excess = sample_nll - ref_nll
-    return judge("sample_likelihood", excess, [SELF_NLL],
-                 f"samples {sample_nll:.2f} nats/token under the model vs its reference text {ref_nll:.2f} "
-                 f"({excess:+.2f})" + (": generation emits tokens the model does not predict" if excess > SELF_NLL.fail
-                                       else ": the samples are what the model predicts"),
-                 "The decoder does not sample what the model predicts: compare your generate's ids with "
-                 "argmax/softmax of a full forward pass (KV-cache positions, id offsets, the sampler).",
-                 "generation", details={"sample_nll": sample_nll, "reference_nll": ref_nll})
+    return Measurement(excess, [SELF_NLL],
+                       f"samples {sample_nll:.2f} nats/token under the model vs its reference text {ref_nll:.2f} "
+                       f"({excess:+.2f})" + (": generation emits tokens the model does not predict"
+                                             if excess > SELF_NLL.fail else ": the samples are what the model predicts"),
+                       "The decoder does not sample what the model predicts: compare your generate's ids with "
+                       "argmax/softmax of a full forward pass (KV-cache positions, id offsets, the sampler).",
+                       details={"sample_nll": sample_nll, "reference_nll": ref_nll})

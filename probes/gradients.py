@@ -13,7 +13,7 @@ import re
 import torch
 
 from probes import reference as ref
-from probes.core import SKIP, ProbeResult, Subject, Threshold, first_batch, judge, lm_loss, probe, quant_layers
+from probes.core import SKIP, Measurement, Subject, Threshold, first_batch, lm_loss, probe, quant_layers
 
 # Relative error of each latent weight's gradient against the STE reference. Measured (selftest):
 # healthy 1e-5 at init, 6e-5 trained (float32); STE missing: 1.0.
@@ -43,7 +43,7 @@ def ste_gradient_flow(s: Subject):
     model = s.model
     layers = quant_layers(model, s.layer_pattern)
     if not layers:
-        return judge("ste_gradient_flow", None, [DEAD_LAYERS], "no quantized layers found", "", "gradients")
+        return Measurement(None, [DEAD_LAYERS], "no quantized layers found")
     inputs, grads, handles = {}, {}, []
     for name, m in layers:
         handles.append(m.register_forward_hook(lambda mod, inp, out, n=name: inputs.__setitem__(n, inp[0].detach())))
@@ -77,10 +77,10 @@ def ste_gradient_flow(s: Subject):
     msg = (f"{len(dead)}/{len(layers)} layers get no usable gradient (e.g. {dead[0]})" if dead else
            f"all {len(layers)} layers get gradients; worst STE error {errors[worst]:.1e} ({worst}); "
            f"first/last norm ratio {ratio:.3g}")
-    return judge("ste_gradient_flow", values, [STE_ERROR, DEAD_LAYERS, DEPTH_RATIO_HIGH, DEPTH_RATIO_LOW], msg,
-                 "Latent weights must receive gradients through the quantizer: write it as "
-                 "w + (quant(w) - w).detach() (and likewise for activations); round() alone has zero gradient.",
-                 "gradients", details={"grad_norm": table, "relative_error": errors}, values=values)
+    return Measurement(values, [STE_ERROR, DEAD_LAYERS, DEPTH_RATIO_HIGH, DEPTH_RATIO_LOW], msg,
+                       "Latent weights must receive gradients through the quantizer: write it as "
+                       "w + (quant(w) - w).detach() (and likewise for activations); round() alone has zero gradient.",
+                       details={"grad_norm": table, "relative_error": errors}, values=values)
 
 
 def _depth_ends(table: dict[str, float]) -> tuple[float, float]:
@@ -106,16 +106,15 @@ def update_ratio(s: Subject):
     a healthy band: far above it the learning rate blows the weights around, far below nothing learns."""
     records = s.history.get("update_ratios", [])
     if not records:
-        return ProbeResult("update_ratio", SKIP, None, "no update ratios were recorded during training",
-                           branch="optimizer")
+        return Measurement(message="no update ratios were recorded during training", status=SKIP)
     medians = [r["median"] for r in records]
     values = {"max_median_update_ratio": max(medians), "min_median_update_ratio": min(medians)}
     peak = max(records, key=lambda r: r["median"])
-    return judge("update_ratio", values, [UPDATE_RATIO, UPDATE_RATIO_LOW],
-                 f"median update ratio {min(medians):.2e}..{max(medians):.2e} over {len(records)} samples "
-                 f"(peak at step {peak['step']})",
-                 "Updates are far too large: lower the learning rate (ternary latents flip wholesale).",
-                 "optimizer", details={"records": records}, values=values)
+    return Measurement(values, [UPDATE_RATIO, UPDATE_RATIO_LOW],
+                       f"median update ratio {min(medians):.2e}..{max(medians):.2e} over {len(records)} samples "
+                       f"(peak at step {peak['step']})",
+                       "Updates are far too large: lower the learning rate (ternary latents flip wholesale).",
+                       details={"records": records}, values=values)
 
 
 class UpdateWatch:

@@ -20,7 +20,7 @@ from collections import Counter
 
 import torch
 
-from probes.core import Subject, Threshold, judge, logits_of, probe
+from probes.core import WARN, Measurement, Subject, Threshold, logits_of, probe
 
 NOT_LOADED = Threshold("params_not_from_checkpoint", warn=None, fail=0,
                        source="a healthy loader: 0; strict=False on prefixed keys: every tensor; an untied "
@@ -119,20 +119,19 @@ def weights_loaded(s: Subject):
     values = {"params_not_from_checkpoint": n_params, "tensors_not_from_checkpoint": len(bad),
               "checkpoint_keys_unused": len(unused)}
     if not bad:
-        return judge("weights_loaded", 0, [NOT_LOADED],
-                     f"all {len(sd)} model tensors hold the checkpoint's values"
-                     + (f" ({len(unused)} checkpoint tensors unused, e.g. {unused[0]})" if unused else ""),
-                     "", "loading", values=values)
+        return Measurement(0, [NOT_LOADED], f"all {len(sd)} model tensors hold the checkpoint's values"
+                           + (f" ({len(unused)} checkpoint tensors unused, e.g. {unused[0]})" if unused else ""),
+                           values=values)
     names = sorted(bad, key=lambda n: -sd[n].numel())
     msg = (f"{len(bad)} of {len(sd)} model tensors ({n_params:,} values) are not the checkpoint's: "
            + "; ".join(f"{n} {bad[n]}" for n in names[:3])
            + (f"; checkpoint keys that no parameter took: {', '.join(unused[:3])}" if unused else ""))
-    result = judge("weights_loaded", n_params, [NOT_LOADED], msg,
-                   "Load with strict=True: strip the checkpoint's key prefix (e.g. 'model.', 'module.', "
-                   "'_orig_mod.') and tie or load the LM head as it was trained; load_state_dict(strict=False) "
-                   "hides keys that load nowhere.", "loading", details={"not_loaded": bad, "unused": unused[:50]},
-                   values=values)
-    if learned(s):
-        result.status = "WARN"
-        result.message += " (the model predicts its text, so the differences may be deliberate)"
-    return result
+    measured = Measurement(n_params, [NOT_LOADED], msg,
+                           "Load with strict=True: strip the checkpoint's key prefix (e.g. 'model.', 'module.', "
+                           "'_orig_mod.') and tie or load the LM head as it was trained; "
+                           "load_state_dict(strict=False) hides keys that load nowhere.",
+                           details={"not_loaded": bad, "unused": unused[:50]}, values=values)
+    if learned(s):  # the model works: the differences may be deliberate, so not a FAIL
+        measured.status = WARN
+        measured.message += " (the model predicts its text, so the differences may be deliberate)"
+    return measured

@@ -14,7 +14,7 @@ import tempfile
 
 import torch
 
-from probes.core import SKIP, ProbeResult, Subject, Threshold, judge, lm_loss, probe
+from probes.core import SKIP, Measurement, Subject, Threshold, lm_loss, probe
 
 # The loop's logged loss over the reference loss (cross-entropy over the supervised targets of the
 # same batches, computed on the final model), averaged over the last logged steps. The logged loss is
@@ -52,8 +52,7 @@ def logged_loss(s: Subject):
     exactly those steps' batches: over the targets that carry a loss (y != -1), and over every position."""
     logged, batch_of = s.history.get("logged_losses"), s.history.get("batch_of")
     if not logged or batch_of is None:
-        return ProbeResult("logged_loss", SKIP, None, "the loop logged no losses through the session",
-                           branch="loss")
+        return Measurement(message="the loop logged no losses through the session", status=SKIP)
     steps = sorted(logged)[-LOGGED_WINDOW:]
     model = s.model.eval()
     masked, every = [], []
@@ -76,9 +75,9 @@ def logged_loss(s: Subject):
             f"({ref:.4f}): ignored positions are counted" if matches_all else
             f"logged loss {mine:.4f} vs {ref:.4f} by the reference (cross-entropy over the targets) on the same "
             f"{len(steps)} batches: ratio {ratio:.2f}")
-    return judge("logged_loss", ratio, [LOGGED_RATIO, LOGGED_RATIO_LOW, IGNORED], what,
-                 "Take the loss over the targets that are not -1 only (ignore_index=-1), averaged over those "
-                 "tokens.", "loss", values=values)
+    return Measurement(ratio, [LOGGED_RATIO, LOGGED_RATIO_LOW, IGNORED], what,
+                       "Take the loss over the targets that are not -1 only (ignore_index=-1), averaged over those "
+                       "tokens.", values=values)
 
 
 def _unequal_split(x: torch.Tensor, y: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -101,8 +100,7 @@ def grad_accumulation(s: Subject):
     the gradient of the same tokens as one batch (mean over all their target tokens)."""
     accumulate = s.history.get("accumulate")
     if accumulate is None:
-        return ProbeResult("grad_accumulation", SKIP, None, "the loop handed over no accumulate(model, micro_batches)",
-                           branch="loss")
+        return Measurement(message="the loop handed over no accumulate(model, micro_batches)", status=SKIP)
     x, y = (t.to(s.device) for t in s.batches[0])
     micro = _unequal_split(x, y)
     joined = (torch.cat([m[0] for m in micro]), torch.cat([m[1] for m in micro]))
@@ -116,10 +114,10 @@ def grad_accumulation(s: Subject):
     num = sum(float((got.get(n, torch.zeros_like(g)) - g).norm() ** 2) for n, g in ref.items()) ** 0.5
     den = sum(float(g.norm() ** 2) for g in ref.values()) ** 0.5
     err = num / max(den, 1e-12)
-    return judge("grad_accumulation", err, [ACCUM_ERROR],
-                 f"accumulated gradient differs from the one-batch gradient by {err:.2e} (relative)",
-                 "Divide every micro-batch's summed token loss by the total number of target tokens of the whole "
-                 "accumulated batch, not by its own count.", "loss")
+    return Measurement(err, [ACCUM_ERROR],
+                       f"accumulated gradient differs from the one-batch gradient by {err:.2e} (relative)",
+                       "Divide every micro-batch's summed token loss by the total number of target tokens of the "
+                       "whole accumulated batch, not by its own count.")
 
 
 @probe("resume_state", branch="optimizer", kind="training",
@@ -131,7 +129,7 @@ def resume_state(s: Subject):
     same batches: the parameters must agree."""
     hooks = s.history.get("resume_hooks")
     if not hooks:
-        return ProbeResult("resume_state", SKIP, None, "the loop handed over no save/load hooks", branch="optimizer")
+        return Measurement(message="the loop handed over no save/load hooks", status=SKIP)
     make, train, save, load = hooks["make"], hooks["train"], hooks["save"], hooks["load"]
     batches, k, n = hooks["batches"], hooks.get("k", 3), hooks.get("n", 6)
     model_a, opt_a = make()
@@ -146,7 +144,7 @@ def resume_state(s: Subject):
     pa = {k: v.detach() for k, v in model_a.named_parameters()}
     pc = {k: v.detach() for k, v in model_c.named_parameters()}
     err = max(float((pa[n_] - pc[n_]).abs().max() / pa[n_].abs().max().clamp(min=1e-12)) for n_ in pa)
-    return judge("resume_state", err, [RESUME_ERROR],
-                 f"{n} straight steps vs {k} + save + load + {n - k}: parameters differ by {err:.2e} (relative)",
-                 "Save and restore the optimizer's state_dict (AdamW moments, step) and the scheduler's with the "
-                 "weights.", "optimizer")
+    return Measurement(err, [RESUME_ERROR],
+                       f"{n} straight steps vs {k} + save + load + {n - k}: parameters differ by {err:.2e} (relative)",
+                       "Save and restore the optimizer's state_dict (AdamW moments, step) and the scheduler's with "
+                       "the weights.")

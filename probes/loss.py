@@ -11,7 +11,7 @@ import types
 import torch
 
 from probes import reference as ref
-from probes.core import Subject, Threshold, first_batch, judge, lm_loss, logits_of, probe, quant_layers
+from probes.core import Measurement, Subject, Threshold, first_batch, lm_loss, logits_of, probe, quant_layers
 
 # loss(fresh model) - ln(vocab). Measured: healthy tiny preset 0.063-0.069 (selftest, quick-arith);
 # a tied N(0, 1) embedding 112.
@@ -52,11 +52,11 @@ def loss_at_init(s: Subject):
         loss = lm_loss(model, x, y).item()
     ln_v = math.log(s.vocab_size)
     values = {"init_loss_minus_ln_vocab": loss - ln_v, "ln_vocab_minus_init_loss": ln_v - loss}
-    return judge("loss_at_init", loss - ln_v, [INIT_EXCESS, INIT_DEFICIT],
-                 f"loss at init {loss:.3f} vs ln(vocab) {ln_v:.3f}",
-                 "Initialise embeddings/head small (std ~0.02) so step-0 logits are near uniform; "
-                 "a loss far below ln(vocab) at init means the answer is visible in the input.",
-                 "loss", details={"init_loss": loss, "ln_vocab": ln_v}, values=values)
+    return Measurement(loss - ln_v, [INIT_EXCESS, INIT_DEFICIT],
+                       f"loss at init {loss:.3f} vs ln(vocab) {ln_v:.3f}",
+                       "Initialise embeddings/head small (std ~0.02) so step-0 logits are near uniform; "
+                       "a loss far below ln(vocab) at init means the answer is visible in the input.",
+                       details={"init_loss": loss, "ln_vocab": ln_v}, values=values)
 
 
 @probe("causal_leak", branch="loss",
@@ -79,7 +79,7 @@ def causal_leak(s: Subject):
     x2 = x.clone()
     x2[:, t + 1:] = (x2[:, t + 1:] + 1 + torch.arange(T - t - 1, device=x.device)) % vocab
     leak, first = _leak(model, x, x2, t)
-    branch, cause = "loss", ""
+    branch, cause = None, ""  # None: the probe's own branch (loss)
     if leak > LEAK.fail:
         layers = quant_layers(model, s.layer_pattern)
         with reference_layers(layers):
@@ -88,13 +88,13 @@ def causal_leak(s: Subject):
             branch = "quantization"
             cause = (f"; with the reference per-token quantizer in the {len(layers)} quantized layers it is "
                      f"{without:.1e}: the quantized layers mix positions (activation scale not per token)")
-    return judge("causal_leak", leak, [LEAK],
-                 f"relative logit change at positions <= {t} from later tokens: {leak:.2e}"
-                 + (f" (first at position {first})" if first is not None else "") + cause,
-                 "The leak comes from the activation quantizer: take absmax per token, not over the sequence "
-                 "or the tensor." if cause else
-                 "Future tokens influence the past: use a causal mask (is_causal=True) in attention and "
-                 "check that targets are not fed as inputs.", branch)
+    return Measurement(leak, [LEAK],
+                       f"relative logit change at positions <= {t} from later tokens: {leak:.2e}"
+                       + (f" (first at position {first})" if first is not None else "") + cause,
+                       "The leak comes from the activation quantizer: take absmax per token, not over the sequence "
+                       "or the tensor." if cause else
+                       "Future tokens influence the past: use a causal mask (is_causal=True) in attention and "
+                       "check that targets are not fed as inputs.", branch=branch)
 
 
 def _leak(model, x, x2, t: int) -> tuple[float, int | None]:
@@ -154,8 +154,8 @@ def overfit_batch(s: Subject):
     with torch.no_grad():
         final = lm_loss(model.eval(), x, y).item()
     ratio = final / max(losses[0], 1e-12)
-    return judge("overfit_batch", ratio, [OVERFIT],
-                 f"one batch: loss {losses[0]:.3f} -> {final:.3f} in {len(losses)} steps (ratio {ratio:.3f})",
-                 "The model cannot memorise one batch: gradients do not reach the weights (STE), the "
-                 "optimizer does not step, or the loss is computed on the wrong targets.", "gradients",
-                 details={"losses": losses[::10] + [final]})
+    return Measurement(ratio, [OVERFIT],
+                       f"one batch: loss {losses[0]:.3f} -> {final:.3f} in {len(losses)} steps (ratio {ratio:.3f})",
+                       "The model cannot memorise one batch: gradients do not reach the weights (STE), the "
+                       "optimizer does not step, or the loss is computed on the wrong targets.",
+                       details={"losses": losses[::10] + [final]})

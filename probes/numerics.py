@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from probes.core import Subject, Threshold, first_batch, judge, lm_loss, probe, quant_layers
+from probes.core import Measurement, Subject, Threshold, first_batch, lm_loss, probe, quant_layers
 
 # Any non-finite value is a bug; there is no healthy amount.
 NONFINITE = Threshold("nonfinite_findings", warn=None, fail=0, source="healthy runs: always 0")
@@ -72,5 +72,5 @@ def nonfinite(s: Subject):
     msg = "; ".join(findings) if findings else "all parameters, gradients, activations and zero rows finite"
     hint = ("Clamp the absmax/absmean scales with an eps (1e-5) before dividing." if zero_row else
             "Find the first non-finite module above; lower the LR or use fp32 if it appears during training.")
-    return judge("nonfinite", len(findings), [NONFINITE], msg, hint, "numerics",
-                 details={"findings": findings, "first_module": first_bad[0] if first_bad else None})
+    return Measurement(len(findings), [NONFINITE], msg, hint,
+                       details={"findings": findings, "first_module": first_bad[0] if first_bad else None})

@@ -13,7 +13,7 @@ import math
 
 import torch.nn as nn
 
-from probes.core import SKIP, ProbeResult, Subject, Threshold, judge, probe
+from probes.core import SKIP, Measurement, Subject, Threshold, probe
 
 # Median, over the logged steps after warmup, of applied LR / intended LR. A schedule that never
 # leaves warmup sits at the warmup's first values (~1/warmup of the peak); one that decays to zero at
@@ -57,9 +57,8 @@ def schedule_shape(s: Subject):
     intended schedule: its level after warmup, its speed, and weight decay where the recipe has none."""
     log, want = s.history.get("schedule"), s.history.get("intended")
     if not log or not want:
-        return ProbeResult("schedule_shape", SKIP, None, "the run used bitcheck's own schedule (nothing to compare)",
-                           branch="optimizer")
-    return compare_schedule("schedule_shape", log, want, s.history.get("warmup_steps", 0))
+        return Measurement(message="the run used bitcheck's own schedule (nothing to compare)", status=SKIP)
+    return compare_schedule(log, want, s.history.get("warmup_steps", 0))
 
 
 # A logged schedule against the one its config states (probes/curve.py): the median relative LR deviation
@@ -82,8 +81,8 @@ def warmup_seen(log: list[dict]) -> int | None:
     return next((r["step"] for r in log if r["lr"] >= 0.95 * top), None) if top > 0 else None
 
 
-def compare_schedule(name: str, log: list[dict], want: list[dict], warmup: int,
-                     strict: bool = False, exact: bool = False) -> ProbeResult:
+def compare_schedule(log: list[dict], want: list[dict], warmup: int, strict: bool = False,
+                     exact: bool = False) -> Measurement:
     """The applied schedule `log` against the intended `want` (rows {step, lr, weight_decay}, matched by
     step), as schedule_shape judges it. `strict` (a run's own config, probes/curve.py) also judges the
     warmup length the log shows; `exact` (a schedule whose shape the config fixes: cosine, linear,
@@ -133,10 +132,10 @@ def compare_schedule(name: str, log: list[dict], want: list[dict], warmup: int,
         message = "; ".join(what + [where] if where else what)
     else:
         message = f"applied as intended (largest LR deviation {deviation:.1%})"
-    return judge(name, values, checks, message,
-                 "Log the LR and weight decay your scheduler sets at every optimizer step and compare with the "
-                 "recipe: step the scheduler once per optimizer step, not per micro-batch; set weight decay to 0 "
-                 "in stage 2.", "optimizer", details={"applied": log, "intended": want}, values=values)
+    return Measurement(values, checks, message,
+                       "Log the LR and weight decay your scheduler sets at every optimizer step and compare with "
+                       "the recipe: step the scheduler once per optimizer step, not per micro-batch; set weight decay "
+                       "to 0 in stage 2.", details={"applied": log, "intended": want}, values=values)
 
 
 @probe("decay_groups", branch="optimizer", kind="training",
@@ -149,7 +148,7 @@ def decay_groups(s: Subject):
     when it was not recorded) against what the group holds: 1-D parameters and embeddings."""
     opt, model = s.history.get("optimizer"), s.model
     if opt is None or model is None:
-        return ProbeResult("decay_groups", SKIP, None, "no optimizer to read", branch="optimizer")
+        return Measurement(message="no optimizer to read", status=SKIP)
     names = {id(p): n for n, p in model.named_parameters()}
     embeds = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
     records = s.history.get("group_decay") or [{"step": None, "wd": [g.get("weight_decay", 0.0)
@@ -167,9 +166,9 @@ def decay_groups(s: Subject):
     message = (f"weight decay reaches {len(norms)} norm/bias parameters ({', '.join(norms[:3])}"
                f"{'...' if len(norms) > 3 else ''}) and {len(embeddings)} embeddings"
                if norms or embeddings else "weight decay only on matrices")
-    return judge("decay_groups", values, [DECAYED_NORMS, DECAYED_EMBEDDINGS], message,
-                 "Put 1-D parameters (RMSNorm gains, biases) and embeddings in a param group with weight_decay=0.",
-                 "optimizer", details={"norms": norms, "embeddings": embeddings}, values=values)
+    return Measurement(values, [DECAYED_NORMS, DECAYED_EMBEDDINGS], message,
+                       "Put 1-D parameters (RMSNorm gains, biases) and embeddings in a param group with "
+                       "weight_decay=0.", details={"norms": norms, "embeddings": embeddings}, values=values)
 
 
 class OptimizerWatch:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from probes.core import PASS, Subject, Threshold, first_batch, judge, logits_of, probe, quant_layers
+from probes.core import PASS, Measurement, Subject, Threshold, first_batch, logits_of, probe, quant_layers
 
 # max over layers of ||inference(x) - training(x)|| / ||training(x)|| on the same input. Measured
 # (tests/test_export.py): healthy tiny models 2.8e-7..3.0e-7 (float32 vs exact integer accumulation;
@@ -63,8 +63,7 @@ def inference_parity(s: Subject):
             gaps[name] = float((out - ref_out).norm() / ref_out.norm().clamp(min=1e-30))
         infer = logits_of(s.inference_model.eval(), x).double()
     if not gaps:
-        return judge("inference_parity", None, [LAYER_GAP], "no quantized layer of the model has a namesake "
-                     "in the inference model", "", "export")
+        return Measurement(None, [LAYER_GAP], "no quantized layer of the model has a namesake in the inference model")
     worst = max(gaps, key=gaps.get)
     top2 = train.topk(2, dim=-1).values
     decided = (top2[..., 0] - top2[..., 1]) > MARGIN  # positions that are not near-ties
@@ -72,19 +71,19 @@ def inference_parity(s: Subject):
     disagree = float(differ[decided].double().mean()) if bool(decided.any()) else 0.0
     logit_gap = float((infer - train).norm() / train.norm().clamp(min=1e-30))
     values = {"max_layer_gap": gaps[worst], "greedy_disagreement": disagree}
-    result = judge("inference_parity", values, [LAYER_GAP, DISAGREE],
-                   f"packed integer path vs training: worst layer gap {gaps[worst]:.2e} ({worst}); greedy tokens "
-                   f"differ at {disagree:.1%} of positions; logit gap {logit_gap:.1e}",
-                   "The exported layers disagree with training: check the converter's weight_scale convention "
-                   "(multiply by mean|W| or divide by 1/mean|W|, never mixed), the 2-bit code packing order, and "
-                   "that inference quantizes activations per token exactly as training does.",
-                   "export", details={"layer_gaps": gaps, "logit_gap": logit_gap}, values=values)
+    measured = Measurement(values, [LAYER_GAP, DISAGREE],
+                           f"packed integer path vs training: worst layer gap {gaps[worst]:.2e} ({worst}); greedy "
+                           f"tokens differ at {disagree:.1%} of positions; logit gap {logit_gap:.1e}",
+                           "The exported layers disagree with training: check the converter's weight_scale "
+                           "convention (multiply by mean|W| or divide by 1/mean|W|, never mixed), the 2-bit code "
+                           "packing order, and that inference quantizes activations per token exactly as training "
+                           "does.", details={"layer_gaps": gaps, "logit_gap": logit_gap}, values=values)
     if LAYER_GAP.judge(gaps[worst]) == PASS and DISAGREE.judge(disagree) != PASS:
         # every quantized layer matches its twin, yet the outputs differ: the rest of the inference model
-        result.branch = "inference"
-        result.message += ("; every quantized layer matches its exported twin, so the inference model differs "
-                           "outside them (architecture, norms, embeddings or its loader)")
-        result.hint = ("Compare the inference model's architecture and loader with the training model's: load "
-                       "the checkpoint with strict=True, diff the module lists (norms, residuals, RoPE, tied "
-                       "embeddings, config flags).")
-    return result
+        measured.branch = "inference"
+        measured.message += ("; every quantized layer matches its exported twin, so the inference model differs "
+                             "outside them (architecture, norms, embeddings or its loader)")
+        measured.hint = ("Compare the inference model's architecture and loader with the training model's: load "
+                         "the checkpoint with strict=True, diff the module lists (norms, residuals, RoPE, tied "
+                         "embeddings, config flags).")
+    return measured

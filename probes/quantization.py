@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from probes import reference as ref
-from probes.core import FAIL, Subject, Threshold, judge, probe, quant_layers
+from probes.core import FAIL, Measurement, Subject, Threshold, probe, quant_layers
 
 # Measured (bitcheck selftest, tiny preset; docs/PROBES.md "Self-test"): the largest zero share of any
 # layer is 0.32 at init and 0.378-0.385 after 400 steps (3 seeds); a planted collapse (one outlier
@@ -61,7 +61,7 @@ def ternary_distribution(s: Subject):
     also the flip rate of the codes between snapshots (stuck vs churning)."""
     layers = quant_layers(s.model, s.layer_pattern)
     if not layers:
-        return judge("ternary_distribution", None, [NON_TERNARY], "no quantized layers found", "", "quantization")
+        return Measurement(None, [NON_TERNARY], "no quantized layers found")
     table = {name: ternary_stats(effective_weight(m)) for name, m in layers}
     non_ternary = [n for n, t in table.items() if t["levels"] > 1]
     binary = [n for n, t in table.items() if t["levels"] == 1 and t["zero"] == 0 and t["n"] >= BINARY_MIN_WEIGHTS]
@@ -86,8 +86,7 @@ def ternary_distribution(s: Subject):
             "BitLinear." if non_ternary else
             "b1.58 rounds W / mean|W| to {-1, 0, 1}: sign() gives binary b1 codes." if binary else
             "Weights collapsed to zero: an outlier inflates mean|W|, or weight decay/LR is too high.")
-    return judge("ternary_distribution", values, thresholds, msg, hint, "quantization",
-                 details={"layers": table, "flip_rates": flips}, values=values)
+    return Measurement(values, thresholds, msg, hint, details={"layers": table, "flip_rates": flips}, values=values)
 
 
 @probe("quantization_applied", branch="quantization", kind="static",
@@ -101,7 +100,7 @@ def quantization_applied(s: Subject):
     near_ties, 0-4 per trained quick model) take the layer's own code: either is right there."""
     layers = quant_layers(s.model, s.layer_pattern)
     if not layers:
-        return judge("quantization_applied", None, [REF_ERROR], "no quantized layers found", "", "quantization")
+        return Measurement(None, [REF_ERROR], "no quantized layers found")
     g = torch.Generator().manual_seed(0)
     errors = {}
     with torch.no_grad():
@@ -116,15 +115,13 @@ def quantization_applied(s: Subject):
             denom = want.norm().item() or 1.0
             errors[name] = (y - want).norm().item() / denom if torch.isfinite(y).all() else float("inf")
     name, err = max(errors.items(), key=lambda kv: kv[1])
-    result = judge("quantization_applied", err, [REF_ERROR],
-                   f"largest relative error vs reference {err:.2e} ({name})",
-                   "Layer output differs from F.linear(act_quant(x), weight_quant(W)): check the scale "
-                   "convention (multiply by mean|W|, not 1/mean|W|), that weights are quantized in forward, "
-                   "and that activations are quantized per token to int8.",
-                   "quantization", details={"relative_error": errors})
-    if result.status == FAIL and err > 1.0:
-        result.message += " (error > 100%: scale inverted or wrong by orders of magnitude)"
-    return result
+    measured = Measurement(err, [REF_ERROR], f"largest relative error vs reference {err:.2e} ({name})",
+                           "Layer output differs from F.linear(act_quant(x), weight_quant(W)): check the scale "
+                           "convention (multiply by mean|W|, not 1/mean|W|), that weights are quantized in forward, "
+                           "and that activations are quantized per token to int8.", details={"relative_error": errors})
+    if measured.judged() == FAIL and err > 1.0:
+        measured.message += " (error > 100%: scale inverted or wrong by orders of magnitude)"
+    return measured
 
 
 class FlipWatch:
@@ -202,19 +199,19 @@ def per_token_scale(s: Subject):
     from probes.core import first_batch
     layers = quant_layers(s.model, s.layer_pattern)
     if not layers:
-        return judge("per_token_scale", None, [OTHER_TOKENS], "no quantized layers found", "", "quantization")
+        return Measurement(None, [OTHER_TOKENS], "no quantized layers found")
     x = first_batch(s)[0][:2, :16]
     inputs = layer_inputs(s.model, layers, x)
     modules = dict(layers)
     changes = {n: other_token_change(modules[n], inp) for n, inp in inputs.items() if inp.dim() >= 2 and inp.shape[-2] > 1}
     if not changes:
-        return judge("per_token_scale", None, [OTHER_TOKENS], "no quantized layer ran on more than one token", "",
-                     "quantization")
+        return Measurement(None, [OTHER_TOKENS], "no quantized layer ran on more than one token")
     worst = max(changes, key=changes.get)
-    return judge("per_token_scale", changes[worst], [OTHER_TOKENS],
-                 f"scaling one token's input {TOKEN_BOOST:g}x moves other tokens' outputs by {changes[worst]:.1e} "
-                 f"({worst})" + (": the activation scale is shared across tokens (per tensor or over the sequence "
-                                 "axis), not per token" if changes[worst] > OTHER_TOKENS.fail else ""),
-                 "Take the activation absmax per token: x.abs().amax(dim=-1, keepdim=True) over the features, "
-                 "not over the sequence axis or the whole tensor (a shared scale also leaks future tokens "
-                 "into earlier positions).", "quantization", details={"other_token_change": changes})
+    return Measurement(changes[worst], [OTHER_TOKENS],
+                       f"scaling one token's input {TOKEN_BOOST:g}x moves other tokens' outputs by "
+                       f"{changes[worst]:.1e} ({worst})"
+                       + (": the activation scale is shared across tokens (per tensor or over the sequence axis), "
+                          "not per token" if changes[worst] > OTHER_TOKENS.fail else ""),
+                       "Take the activation absmax per token: x.abs().amax(dim=-1, keepdim=True) over the features, "
+                       "not over the sequence axis or the whole tensor (a shared scale also leaks future tokens "
+                       "into earlier positions).", details={"other_token_change": changes})

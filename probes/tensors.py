@@ -21,7 +21,7 @@ import re
 import torch
 
 from probes import reference as ref
-from probes.core import SKIP, ProbeResult, Subject, Threshold, judge, probe
+from probes.core import SKIP, Measurement, Subject, Threshold, probe
 
 # The module names of 2-D weights that stay full precision in b1.58 (embeddings, the head, norms), as
 # nanoGPT, Llama/HF and Meta's checkpoints spell them; matched against the layer's own (last) name.
@@ -51,9 +51,9 @@ def tensor_nonfinite(s: Subject):
     """Any NaN/Inf in the checkpoint's floating tensors (named)."""
     bad = [k for k, v in _float_tensors(s).items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     msg = f"non-finite values in {len(bad)} tensors: {', '.join(bad[:5])}" if bad else "all tensors finite"
-    return judge("tensor_nonfinite", len(bad), [NONFINITE], msg,
-                 "Find the step where they appeared (the loss curve) and the layer that produced them.",
-                 "numerics", details={"tensors": bad})
+    return Measurement(len(bad), [NONFINITE], msg,
+                       "Find the step where they appeared (the loss curve) and the layer that produced them.",
+                       details={"tensors": bad})
 
 
 def latent_candidates(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -75,11 +75,11 @@ def latent_weights(s: Subject):
     scale mean|W|, and dead rows. FAIL on collapse (nearly all zero codes, or many dead rows)."""
     layers = latent_candidates(_float_tensors(s))
     if not layers and _packed(s.tensors or {}):
-        return ProbeResult("latent_weights", SKIP, None, "no float latent weights: the layers are stored packed "
-                           "(see packed_layout)", branch="quantization")
+        return Measurement(message="no float latent weights: the layers are stored packed (see packed_layout)",
+                           status=SKIP)
     if not layers:
-        return judge("latent_weights", None, [ZERO_SHARE], "no 2-D latent weights found: not a BitNet, or "
-                     "its layers are named as embeddings/norms", "", "quantization")
+        return Measurement(None, [ZERO_SHARE], "no 2-D latent weights found: not a BitNet, or "
+                           "its layers are named as embeddings/norms")
     table = {}
     for name, w in layers.items():
         codes, scale = ref.ternary_codes(w.detach().double())
@@ -92,13 +92,13 @@ def latent_weights(s: Subject):
     dead = max(t["dead_rows"] for t in table.values())
     worst = max(table, key=lambda k: (table[k]["dead_rows"], table[k]["zero"]))
     stored = sum(t["stored_ternary"] for t in table.values())
-    return judge("latent_weights", {"max_zero_share": zero, "max_dead_row_share": dead},
-                 [ZERO_SHARE, DEAD_ROWS],
-                 f"{len(table)} latent weights; largest zero share {zero:.2f}, dead rows {dead:.0%} ({worst})"
-                 + (f"; {stored} already stored ternary" if stored else ""),
-                 "Collapsed layers: the latent weights shrank below half their mean|W|; check weight decay on "
-                 "the latents and the quantizer's scale.", "quantization", details={"layers": table},
-                 values={"max_zero_share": zero, "max_dead_row_share": dead})
+    return Measurement({"max_zero_share": zero, "max_dead_row_share": dead},
+                       [ZERO_SHARE, DEAD_ROWS],
+                       f"{len(table)} latent weights; largest zero share {zero:.2f}, dead rows {dead:.0%} ({worst})"
+                       + (f"; {stored} already stored ternary" if stored else ""),
+                       "Collapsed layers: the latent weights shrank below half their mean|W|; check weight decay on "
+                       "the latents and the quantizer's scale.", details={"layers": table},
+                       values={"max_zero_share": zero, "max_dead_row_share": dead})
 
 
 def _packed(tensors: dict) -> dict[str, torch.Tensor]:
@@ -124,8 +124,7 @@ def packed_layout(s: Subject):
     tensors = s.tensors or {}
     packed = _packed(tensors)
     if not packed:
-        return ProbeResult("packed_layout", SKIP, None, "no packed uint8 weights in this checkpoint",
-                           branch="quantization")
+        return Measurement(message="no packed uint8 weights in this checkpoint", status=SKIP)
     table, invalid, conventions = {}, 0, set()
     for name, p in packed.items():
         codes = unpack_hf(p)
@@ -146,8 +145,8 @@ def packed_layout(s: Subject):
     msg = (f"{len(table)} packed layers; invalid codes {invalid}; scale convention "
            + (", ".join(f"{c}: {k} layers" for c, k in by_conv.items()) or "unknown (no weight_scale)")
            + (f"; {len(missing)} layers lack weight_scale" if missing else ""))
-    return judge("packed_layout", {"invalid_codes": invalid, "scale_conventions": n_conv}, [BAD_CODES, MIXED], msg,
-                 "Repack: codes must be ternary + 1 in {0, 1, 2}; store every weight_scale in the convention "
-                 "your inference BitLinear expects (HF's packed BitLinear divides by it: 1/mean|W|).",
-                 "quantization", details={"layers": table, "conventions": by_conv},
-                 values={"invalid_codes": invalid, "scale_conventions": n_conv})
+    return Measurement({"invalid_codes": invalid, "scale_conventions": n_conv}, [BAD_CODES, MIXED], msg,
+                       "Repack: codes must be ternary + 1 in {0, 1, 2}; store every weight_scale in the convention "
+                       "your inference BitLinear expects (HF's packed BitLinear divides by it: 1/mean|W|).",
+                       details={"layers": table, "conventions": by_conv},
+                       values={"invalid_codes": invalid, "scale_conventions": n_conv})

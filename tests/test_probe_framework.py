@@ -2,7 +2,8 @@
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
 
-from probes import REGISTRY, Subject, Threshold, TokenizerAdapter, logits_of, quant_layers, run_probes
+from probes import (REGISTRY, Measurement, ProbeResult, Subject, Threshold, TokenizerAdapter, logits_of, quant_layers,
+                    run_probes)
 from probes.core import ProbeSpec, run_probe
 from probe_helpers import subject
 
@@ -98,3 +99,38 @@ def test_explicit_skip_carries_its_reason():
     s = replace(subject(), skip={"causal_leak": "bidirectional encoder by design"})
     r = run_probes(s, names=["causal_leak"])[0]
     assert r.status == "SKIP" and r.message == "bidirectional encoder by design"
+
+
+def test_runner_names_and_judges_a_measurement():
+    """A probe returns a Measurement; the runner adds the spec's name and branch, takes the worst threshold
+    (each on values[name], else value) and drops the hint on PASS; status= and branch= override."""
+    hi, lo = Threshold("gap", warn=1, fail=2), Threshold("ratio", warn=0.5, fail=0.1, higher_is_worse=False)
+
+    def run(m):
+        return run_probe(ProbeSpec("demo", lambda s: m, "numerics", (), "", "static"), subject()).to_dict()
+    ok = run(Measurement(0.5, [hi], "fine", "fix it", details={"t": 1}))
+    assert ok == {"name": "demo", "status": "PASS", "value": 0.5, "message": "fine", "hint": "",
+                  "branch": "numerics", "thresholds": [hi.to_dict()], "details": {"t": 1}}
+    values = {"gap": 0.5, "ratio": 0.05}
+    bad = run(Measurement(values, [hi, lo], "low ratio", "fix it", values=values))
+    assert (bad["status"], bad["hint"], bad["details"]) == ("FAIL", "fix it", {})
+    assert run(Measurement(1.5, [hi], "", "fix it", branch="quantization"))["branch"] == "quantization"
+    skip = run(Measurement(message="nothing to read", status="SKIP"))
+    assert (skip["status"], skip["value"], skip["thresholds"], skip["branch"]) == ("SKIP", None, [], "numerics")
+    assert run(Measurement(5.0, [hi], "", "still shown", status="WARN"))["hint"] == "still shown"
+
+
+def test_a_probe_called_directly_gives_its_result():
+    """The function @probe returns gives the same ProbeResult the runner reports."""
+    from probes.quantization import ternary_distribution
+    s = subject()
+    direct = ternary_distribution(s)
+    assert isinstance(direct, ProbeResult)
+    assert direct.to_dict() == run_probes(s, names=["ternary_distribution"])[0].to_dict()
+    assert (direct.name, direct.branch) == ("ternary_distribution", "quantization")
+
+
+def test_a_probe_returning_something_else_is_an_error():
+    """A probe that returns neither a Measurement nor a result is ERROR naming what it returned."""
+    r = run_probe(ProbeSpec("odd", lambda s: 0.5, "numerics", (), "", "static"), subject())
+    assert r.status == "ERROR" and "returned float" in r.message

@@ -6,6 +6,7 @@ import torch
 from bitcheck.bitnet.model import sample_next
 from bitcheck.judge.plants import offset_incremental
 from probe_helpers import part, result, subject
+from probes import run_probes
 from probes.generation import ends_in_loop, seq_rep_n
 from synthetic.arithmetic import ArithmeticTask
 
@@ -134,3 +135,22 @@ def test_own_sampler_top_p():
     r = result(subject(), "sampler")
     assert r.status == "PASS" and "options exercised: top_p;" in r.message, r.message
     assert [c["option"] for c in r.details["options"]] == ["top_p"] * 3
+
+
+def test_samples_generated_once_per_run_and_never_stored_in_the_subject():
+    """The text probes of one run share one sample per prompt; the Subject is left as it was, so the next
+    run samples afresh and no result depends on an earlier run."""
+    calls = []
+    text_generator = _text_generator(_task_text)
+
+    def generate(model, idx, n):
+        calls.append(int(idx.sum()))
+        return text_generator(model, idx, n)
+    s = subject(generate=generate)
+    history = dict(s.history)
+    results = run_probes(s, names=["repetition", "gibberish", "sample_likelihood"])
+    assert all(r.status not in ("SKIP", "ERROR") for r in results), [r.message for r in results]
+    assert len(calls) == len(s.prompts)  # once per prompt, not once per probe
+    assert s.history == history  # the probes wrote nothing into their evidence
+    run_probes(s, names=["gibberish"])
+    assert len(calls) == 2 * len(s.prompts)  # a new run, new samples
