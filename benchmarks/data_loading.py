@@ -14,7 +14,6 @@ import statistics
 import tempfile
 import time
 
-
 from bitcheck.bitnet import tokenizer as toks
 from bitcheck.bitnet.config import TrainConfig, preset_config
 from bitcheck.bitnet.model import BitNet

@@ -20,10 +20,9 @@ import torch
 from safetensors.torch import save_file
 
 from bitcheck.bitnet.config import preset_config
+from bitcheck.bitnet.model import BitNet, packed_model
 from bitcheck.commands.diagnose import diagnose
 from bitcheck.judge.subjects import LogitsOnly, incremental_logits
-from bitcheck.bitnet.model import packed_model
-from bitcheck.bitnet.model import BitNet
 from probes import REGISTRY, Subject, run_probes
 
 

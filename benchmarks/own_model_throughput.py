@@ -18,12 +18,12 @@ import time
 import torch
 import torch.nn.functional as F
 
-from bitcheck.user.adapter import Recipe, build_user_model, load_adapter, user_optimizer
 from bitcheck.bitnet.config import TrainConfig, preset_config
 from bitcheck.bitnet.rundir import RunDir
-from bitcheck.judge.subjects import make_watchers
 from bitcheck.bitnet.tasks import TASKS, build_task, task_batches
 from bitcheck.bitnet.train import Trainer
+from bitcheck.judge.subjects import make_watchers
+from bitcheck.user.adapter import Recipe, build_user_model, load_adapter, user_optimizer
 
 
 def setup(adapter_spec: str):

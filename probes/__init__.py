@@ -10,8 +10,23 @@ two files: its module and its test.
 import importlib
 import pkgutil
 
-from probes.core import (BRANCHES, ERROR, FAIL, PASS, REGISTRY, SKIP, WARN, Measurement,  # noqa: F401
-                         ProbeResult, Subject, Threshold, TokenizerAdapter, logits_of, quant_layers, run_probes)
+from probes.core import (  # noqa: F401
+    BRANCHES,
+    ERROR,
+    FAIL,
+    PASS,
+    REGISTRY,
+    SKIP,
+    WARN,
+    Measurement,
+    ProbeResult,
+    Subject,
+    Threshold,
+    TokenizerAdapter,
+    logits_of,
+    quant_layers,
+    run_probes,
+)
 
 for _info in pkgutil.iter_modules(__path__):
     if _info.name not in ("core", "reference", "watch", "conform"):  # conform registers no probe

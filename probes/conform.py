@@ -23,8 +23,8 @@ from typing import Callable
 
 import torch
 from hypothesis import HealthCheck, given, settings
-from hypothesis.errors import Flaky
 from hypothesis import strategies as st
+from hypothesis.errors import Flaky
 
 from probes import reference as ref
 

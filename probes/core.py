@@ -12,7 +12,7 @@ the value against the thresholds the measurement names (worst wins; the hint onl
 
     @probe("my_check", branch="numerics", needs=("batches",), catches="...", fails_when="...", measured="...")
     def my_check(s: Subject) -> Measurement:
-        # (its docstring says what it checks: the README's probe tables quote it)
+        # (its docstring says what it checks: docs/PROBES.md's probe tables quote it)
         gap = ...
         return Measurement(gap, [GAP], f"gap {gap:.1e}", "How to fix it.", details={"per_layer": ...})
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import difflib
 import re
 
-
 from probes.core import Measurement, Subject, Threshold, probe
 
 # Share of characters lost in decode(encode(text)). Measured: byte-level BPE and our char tokenizers 0;

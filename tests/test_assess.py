@@ -2,9 +2,9 @@
 policies that replaced the verdict edits commands used to make after the tree."""
 import torch
 
-from bitcheck.judge.assess import Report, assess
 from bitcheck.bitnet.config import ModelConfig
 from bitcheck.bitnet.model import BitNet
+from bitcheck.judge.assess import Report, assess
 from bitcheck.judge.subjects import LogitsOnly
 from bitcheck.judge.verdict import QUICK, STORIES, TENSORS, Category, Evidence, Verdict, judge
 from probes import Subject

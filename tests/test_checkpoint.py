@@ -10,9 +10,9 @@ import torch
 from typer.testing import CliRunner
 
 from bitcheck.bitnet import checkpoint as ckpts
-from bitcheck.commands.cli import app
 from bitcheck.bitnet.config import ModelConfig, TrainConfig
 from bitcheck.bitnet.model import BitNet
+from bitcheck.commands.cli import app
 
 OLD = Path(__file__).parent / "data" / "checkpoint_7e760e0.pt"
 

@@ -5,8 +5,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from bitcheck.commands.cli import app
 from bitcheck.bitnet.model import BitLinear
+from bitcheck.commands.cli import app
 from probes.conform import Harness, Untestable, check_layer
 from tests import conform_layers as L
 

@@ -10,8 +10,8 @@ import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from typer.testing import CliRunner
 
-from bitcheck.commands.cli import app
 from bitcheck.bitnet.tokenizer import train_bpe
+from bitcheck.commands.cli import app
 from synthetic.stories import generate_stories
 from tests.user_models import LAYER_REGEX
 

@@ -7,12 +7,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
-from bitcheck.commands.cli import app
 from bitcheck.bitnet.config import ModelConfig
-from bitcheck.judge.subjects import LogitsOnly
+from bitcheck.bitnet.model import BitLinear, BitNet, pack_codes, packed_model, ternary, unpack_codes
+from bitcheck.commands.cli import app
 from bitcheck.commands.export import export, load_packed
-from bitcheck.bitnet.model import pack_codes, packed_model, ternary, unpack_codes
-from bitcheck.bitnet.model import BitLinear, BitNet
+from bitcheck.judge.subjects import LogitsOnly
 from probes import Subject, run_probes
 from tests.test_probes_tensors import pack_hf
 

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from bitcheck.bitnet.config import ConfigError, ModelConfig, PRESETS, preset_config
+from bitcheck.bitnet.config import PRESETS, ConfigError, ModelConfig, preset_config
 from bitcheck.bitnet.model import BitLinear, BitNet, KVCache, sample_next
 
 

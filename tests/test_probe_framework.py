@@ -1,11 +1,20 @@
 """The probe framework: any model shape, ERROR instead of a crash, SKIP with a reason, thresholds."""
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
-
-from probes import (REGISTRY, Measurement, ProbeResult, Subject, Threshold, TokenizerAdapter, logits_of, quant_layers,
-                    run_probes)
-from probes.core import ProbeSpec, run_probe
 from probe_helpers import subject
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from probes import (
+    REGISTRY,
+    Measurement,
+    ProbeResult,
+    Subject,
+    Threshold,
+    TokenizerAdapter,
+    logits_of,
+    quant_layers,
+    run_probes,
+)
+from probes.core import ProbeSpec, run_probe
 
 
 class TupleModel(torch.nn.Module):

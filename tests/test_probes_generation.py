@@ -2,10 +2,10 @@
 import random
 
 import torch
+from probe_helpers import part, result, subject
 
 from bitcheck.bitnet.model import sample_next
 from bitcheck.judge.plants import offset_incremental
-from probe_helpers import part, result, subject
 from probes import run_probes
 from probes.generation import ends_in_loop, seq_rep_n
 from synthetic.arithmetic import ArithmeticTask

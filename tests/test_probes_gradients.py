@@ -1,11 +1,11 @@
 """Gradient and optimizer probes: STE flow, overfit-one-batch, update ratio; both ways."""
 import torch
-
-from bitcheck.judge.subjects import LogitsOnly, make_watchers
-from bitcheck.judge.plants import no_ste, patch_bitlinear, train_steps, bug_lr_blowup, Setup
 from probe_helpers import CFG, part, result, subject
-from synthetic.arithmetic import ArithmeticTask
+
 from bitcheck.bitnet.model import BitNet
+from bitcheck.judge.plants import Setup, bug_lr_blowup, no_ste, patch_bitlinear, train_steps
+from bitcheck.judge.subjects import LogitsOnly, make_watchers
+from synthetic.arithmetic import ArithmeticTask
 
 
 def test_healthy_gradients_pass():

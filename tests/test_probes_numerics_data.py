@@ -1,10 +1,10 @@
 """Numerics and data probes: PASS when healthy, FAIL with NaN sources and data bugs planted."""
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers, trainers, decoders
-
-from bitcheck.judge.subjects import LogitsOnly
-from bitcheck.judge.plants import no_eps, patch_bitlinear
 from probe_helpers import part, result, subject
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from bitcheck.judge.plants import no_eps, patch_bitlinear
+from bitcheck.judge.subjects import LogitsOnly
 from probes import TokenizerAdapter
 
 

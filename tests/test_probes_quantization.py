@@ -2,11 +2,11 @@
 import copy
 
 import torch
+from probe_helpers import part, result, subject
 
-from bitcheck.judge.subjects import LogitsOnly
 from bitcheck.bitnet.model import BitLinear, ternary_codes
 from bitcheck.judge.plants import inverted_scale, no_quant, patch_bitlinear
-from probe_helpers import part, result, subject
+from bitcheck.judge.subjects import LogitsOnly
 from probes import reference as ref
 from probes.quantization import REF_ERROR, FlipWatch, effective_weight, ternary_stats
 
@@ -93,6 +93,7 @@ def test_inverted_scale_is_caught():
 def test_missing_activation_quant_is_caught():
     """Weights quantized but activations left in float: a small but clear gap to the reference."""
     import torch.nn.functional as F
+
     from bitcheck.bitnet.model import weight_quant
 
     def no_act(self, x):
@@ -137,6 +138,7 @@ def test_flip_rate_watch_and_churn_warning():
 def test_binary_layers_are_not_called_ternary():
     """#15: sign codes (b1) have one magnitude like ternary codes, but no zeros: ternary_distribution names them."""
     import torch.nn.functional as F
+
     from bitcheck.bitnet.model import activation_quant
 
     def binary(self, x):

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from synthetic.python_subset import (MAX_CHARS, PythonTask, generate_program, indentation_ok, run_program)
+from synthetic.python_subset import MAX_CHARS, PythonTask, generate_program, indentation_ok, run_program
 
 
 def _samples(task: PythonTask, seed: int, n: int) -> list[str]:

@@ -7,8 +7,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from bitcheck.commands.cli import app
 from bitcheck.bitnet.tokenizer import train_bpe
+from bitcheck.commands.cli import app
 from synthetic.stories import generate_stories, stories_text
 from tests.user_models import UserLM
 

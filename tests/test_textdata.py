@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bitcheck.bitnet import tokenizer as toks
-from bitcheck.bitnet.textdata import (SEPARATOR, VAL_EVERY, TextDataError, TokenBatches, build_cache, open_source)
+from bitcheck.bitnet.textdata import SEPARATOR, VAL_EVERY, TextDataError, TokenBatches, build_cache, open_source
 from synthetic.stories import generate_stories, stories_text
 
 STORIES = generate_stories(400, seed=3)

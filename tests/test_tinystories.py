@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from bitcheck.commands.cli import app
 from bitcheck.bitnet.rundir import RunDir
+from bitcheck.commands.cli import app
 
 runner = CliRunner()
 SHORT = ["--data", "synthetic:300", "--preset", "tiny", "--seq", "32", "--batch", "8", "--eval-every", "5",

@@ -5,11 +5,11 @@ import math
 import pytest
 import torch
 
+from bitcheck.bitnet.checkpoint import read_payload as load_checkpoint
 from bitcheck.bitnet.config import TrainConfig
 from bitcheck.bitnet.model import BitNet
-from bitcheck.bitnet.tasks import task_batches
-from bitcheck.bitnet.checkpoint import read_payload as load_checkpoint
 from bitcheck.bitnet.rundir import RunDir
+from bitcheck.bitnet.tasks import task_batches
 from bitcheck.bitnet.train import Stall, Trainer, build_optimizer, schedule
 from synthetic.arithmetic import ArithmeticTask
 

@@ -24,8 +24,8 @@ from pathlib import Path
 import torch
 
 from bitcheck.bitnet.config import ConfigError, ModelConfig, TrainConfig
-from bitcheck.errors import UserError, first_line
 from bitcheck.bitnet.model import BitNet
+from bitcheck.errors import UserError, first_line
 
 # every checkpoint of ours has these; a resumable one (written by the Trainer) also RESUMABLE
 REQUIRED = ("model_state_dict", "model_config", "tokenizer")

@@ -12,7 +12,6 @@ in bitcheck/commands/export.py; this model always runs the fake-quantized traini
 """
 from __future__ import annotations
 
-
 import copy
 
 import torch

@@ -26,10 +26,11 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from bitcheck.errors import UserError, first_line
 from bitcheck.bitnet import tokenizer as toks
 from bitcheck.bitnet.tokenizer import EOS as SEPARATOR  # ends every story: the .txt line and the token
 from bitcheck.bitnet.tokenizer import special_id
+from bitcheck.errors import UserError, first_line
+
 HUB_DEFAULT = "roneneldan/TinyStories"
 VAL_EVERY = 100  # local sources: every 100th story is held out for validation
 CACHE_VERSION = 1

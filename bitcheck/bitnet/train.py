@@ -432,8 +432,14 @@ class _Progress:
         if not enabled:
             return
         from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                   TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
         common = (TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[tps]} tok/s"))
         if self.by_time:
             columns = (TextColumn("[bold]train"), BarColumn(), TimeElapsedColumn(),

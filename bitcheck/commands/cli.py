@@ -17,9 +17,9 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from bitcheck.judge import report as render
-from bitcheck.errors import UserError
 from bitcheck.bitnet.tasks import TASKS
+from bitcheck.errors import UserError
+from bitcheck.judge import report as render
 
 app = typer.Typer(
     help="bitcheck: is my BitNet b1.58 infrastructure broken, is the model too small or undertrained, "
@@ -286,8 +286,8 @@ def export(
     the packed integer inference path is held to the training forward (the parity probe). Exit 0
     when parity holds, 1 when it does not, 2 for a bad CHECKPOINT or --out.
     """
-    from bitcheck.judge.assess import export_outcome
     from bitcheck.commands.export import export_checked
+    from bitcheck.judge.assess import export_outcome
     _finish(export_outcome(out, export_checked(checkpoint, out)), json_out, render.render_export)
 
 
@@ -403,8 +403,8 @@ def report(
 
     Exit 0 if the run's verdict is PASS, 1 if FAIL, 2 if RUN_DIR holds no readable report.
     """
-    from bitcheck.judge.assess import saved_exit_code
     from bitcheck.bitnet.rundir import RunDir
+    from bitcheck.judge.assess import saved_exit_code
 
     if format not in (None, "md", "html", "json"):
         raise UserError(f"unknown format {format!r}; choose md, html or json")
@@ -434,9 +434,9 @@ def selftest(
     Each known bug is planted into a small healthy BitNet and the decision tree must name the right
     part; healthy seeds count false alarms. Exit 0 if every bug is caught and attributed and no healthy seed raises an alarm, else 1.
     """
+    from bitcheck.commands.selftest import run_selftest
     from bitcheck.judge.assess import selftest_outcome
     from bitcheck.judge.plants import FAST_BUGS
-    from bitcheck.commands.selftest import run_selftest
 
     if seeds <= 0:
         raise UserError(f"--seeds must be positive, got {seeds}")

@@ -15,13 +15,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from bitcheck.judge.assess import Report, assess
 from bitcheck.bitnet.config import ConfigError, TrainConfig
-from bitcheck.judge.report import write_report
 from bitcheck.bitnet.rundir import RunDir, append_jsonl
-from bitcheck.user.runlog import LogError, RunLog, RunSpec, read_log, read_spec
 from bitcheck.bitnet.train import schedule
+from bitcheck.judge.assess import Report, assess
+from bitcheck.judge.report import write_report
 from bitcheck.judge.verdict import CURVE, Evidence
+from bitcheck.user.runlog import LogError, RunLog, RunSpec, read_log, read_spec
 from probes import Subject
 from probes.curve import FIT_START, MIN_FIT_POINTS, fit_start
 

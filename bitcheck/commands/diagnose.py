@@ -27,19 +27,19 @@ from pathlib import Path
 import torch
 
 from bitcheck.bitnet import checkpoint as ckpts
-from bitcheck.user import hf
 from bitcheck.bitnet import tokenizer as toks
-from bitcheck.judge.assess import Report, assess, run_curve
 from bitcheck.bitnet.config import ConfigError
-from bitcheck.errors import UserError, first_line
-from bitcheck.judge.report import write_report
 from bitcheck.bitnet.rundir import RunDir, RunDirError, empty_output_dir
-from bitcheck.judge.subjects import stories_subject, task_subject, tensors_subject
-from bitcheck.user.subjects import user_subject
 from bitcheck.bitnet.tasks import build_task, score_task, task_batches
 from bitcheck.bitnet.train import resolve_device
-from bitcheck.user.factory import UserModelError, call_factory, text_batches
+from bitcheck.errors import UserError, first_line
+from bitcheck.judge.assess import Report, assess, run_curve
+from bitcheck.judge.report import write_report
+from bitcheck.judge.subjects import stories_subject, task_subject, tensors_subject
 from bitcheck.judge.verdict import MIN_POINTS, QUICK, STORIES, TENSORS, USER, Evidence
+from bitcheck.user import hf
+from bitcheck.user.factory import UserModelError, call_factory, text_batches
+from bitcheck.user.subjects import user_subject
 from probes import TokenizerAdapter
 
 NESTED_KEYS = ("model_state_dict", "state_dict", "model")  # where trainers nest the weights

@@ -20,9 +20,9 @@ import torch
 
 from bitcheck.bitnet import checkpoint as ckpts
 from bitcheck.bitnet.config import ModelConfig
-from bitcheck.errors import UserError
 from bitcheck.bitnet.model import BitLinear, BitNet, PackedBitLinear, pack_codes, ternary
 from bitcheck.bitnet.rundir import RunDirError, atomic_write_text, empty_output_dir
+from bitcheck.errors import UserError
 from bitcheck.judge.subjects import parity_subject
 from probes import run_probes
 

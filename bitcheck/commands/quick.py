@@ -17,20 +17,30 @@ from dataclasses import dataclass, field
 import torch
 
 from bitcheck.bitnet import checkpoint as ckpts
-from bitcheck.user.adapter import Adapter, ModelSpec, build_for_training, load_adapter
-from bitcheck.judge.assess import Report, assess
-from bitcheck.user.bisection import bisect, reference_run
 from bitcheck.bitnet.config import PRESETS, ConfigError, ModelConfig, TrainConfig, preset_config
 from bitcheck.bitnet.model import BitNet
-from bitcheck.judge.report import write_report
 from bitcheck.bitnet.rundir import RunDir, RunDirError, append_jsonl, atomic_write_text
-from bitcheck.user.session import USER_HORIZON
-from bitcheck.judge.subjects import make_watchers, task_subject
-from bitcheck.user.subjects import own_history, own_model_subject, own_watchers
-from bitcheck.bitnet.tasks import (CYCLE, NO_STEP_LIMIT, REFERENCE_SCHEDULE, STALL_EVALS, TASKS, build_task, make_evaluator,
-                            task_batches, task_options, validation_batch)
+from bitcheck.bitnet.tasks import (
+    CYCLE,
+    NO_STEP_LIMIT,
+    REFERENCE_SCHEDULE,
+    STALL_EVALS,
+    TASKS,
+    build_task,
+    make_evaluator,
+    task_batches,
+    task_options,
+    validation_batch,
+)
 from bitcheck.bitnet.train import Stop, Trainer, resolve_device
+from bitcheck.judge.assess import Report, assess
+from bitcheck.judge.report import write_report
+from bitcheck.judge.subjects import make_watchers, task_subject
 from bitcheck.judge.verdict import QUICK, Evidence
+from bitcheck.user.adapter import Adapter, ModelSpec, build_for_training, load_adapter
+from bitcheck.user.bisection import bisect, reference_run
+from bitcheck.user.session import USER_HORIZON
+from bitcheck.user.subjects import own_history, own_model_subject, own_watchers
 
 
 @dataclass

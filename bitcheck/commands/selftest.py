@@ -12,9 +12,9 @@ multi-GPU or real data.
 from __future__ import annotations
 
 from bitcheck.bitnet.config import ConfigError
+from bitcheck.judge.plants import BUGS, SELFTEST_STEPS, healthy_setup
 from bitcheck.judge.subjects import probe_results
 from bitcheck.judge.verdict import Evidence, judge
-from bitcheck.judge.plants import BUGS, SELFTEST_STEPS, healthy_setup
 
 
 def _row(name: str, probes: list[dict], expected: str | None) -> dict:

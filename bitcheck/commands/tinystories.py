@@ -24,18 +24,18 @@ import torch
 
 from bitcheck.bitnet import checkpoint as ckpts
 from bitcheck.bitnet import tokenizer as toks
-from bitcheck.judge.assess import Report, assess, run_curve
 from bitcheck.bitnet.config import PRESETS, ConfigError, ModelConfig, TrainConfig, preset_config
 from bitcheck.bitnet.model import BitNet
-from bitcheck.judge.report import write_report
 from bitcheck.bitnet.rundir import RunDir, RunDirError, append_jsonl, atomic_write_text
-from bitcheck.judge.subjects import STORY_PROMPTS as PROMPTS
-from bitcheck.user.adapter import ModelSpec, build_for_training, load_adapter
-from bitcheck.judge.subjects import make_watchers, stories_subject
-from bitcheck.user.subjects import own_history, own_watchers, stories_own_subject
 from bitcheck.bitnet.textdata import HUB_DEFAULT, SEPARATOR, TokenBatches, TokenCache, build_cache, open_source
 from bitcheck.bitnet.train import Dist, Evaluation, Trainer, close_distributed, init_distributed, resolve_device
+from bitcheck.judge.assess import Report, assess, run_curve
+from bitcheck.judge.report import write_report
+from bitcheck.judge.subjects import STORY_PROMPTS as PROMPTS
+from bitcheck.judge.subjects import make_watchers, stories_subject
 from bitcheck.judge.verdict import MIN_POINTS, STORIES, Evidence
+from bitcheck.user.adapter import ModelSpec, build_for_training, load_adapter
+from bitcheck.user.subjects import own_history, own_watchers, stories_own_subject
 
 SAMPLE_TOKENS = 160
 SAMPLE_TEMPERATURE = 0.8

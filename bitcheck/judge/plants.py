@@ -18,15 +18,25 @@ import torch
 import torch.nn.functional as F
 
 from bitcheck.bitnet.config import TrainConfig, preset_config
-from bitcheck.bitnet.model import (Attention, BitLinear, BitNet, KVCache, PackedBitLinear, RMSNorm, activation_quant, apply_rope,
-                            packed_model, sample_next, weight_quant)
+from bitcheck.bitnet.model import (
+    Attention,
+    BitLinear,
+    BitNet,
+    KVCache,
+    PackedBitLinear,
+    RMSNorm,
+    activation_quant,
+    apply_rope,
+    packed_model,
+    sample_next,
+    weight_quant,
+)
 from bitcheck.bitnet.rundir import RunDir
-from bitcheck.judge.subjects import LogitsOnly, make_watchers, task_subject
 from bitcheck.bitnet.tasks import task_batches
 from bitcheck.bitnet.train import Trainer
+from bitcheck.judge.subjects import LogitsOnly, make_watchers, task_subject
 from probes import TokenizerAdapter
 from synthetic.arithmetic import ArithmeticTask
-
 
 # The healthy setup: the tiny preset, trained just long enough that its samples are arithmetic-like
 # lines (the generation probes then have something healthy to judge). Measured: 400 steps at batch

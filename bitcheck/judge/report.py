@@ -15,8 +15,8 @@ import io
 import json
 import math
 
-from bitcheck.errors import UserError
 from bitcheck.bitnet.rundir import RunDir, atomic_write_text
+from bitcheck.errors import UserError
 
 STATUS_STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "red", "ERROR": "red", "SKIP": "dim"}
 SUMMARY_METRICS = ("preset", "params", "steps", "stopped", "elapsed_s", "tokens_per_s", "loss_at_init",

@@ -35,8 +35,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from bitcheck.bitnet.config import ModelConfig, TrainConfig
-from bitcheck.errors import first_line
 from bitcheck.bitnet.train import schedule as reference_schedule
+from bitcheck.errors import first_line
 from bitcheck.user.factory import UserModelError, import_object
 from bitcheck.user.hooks import Hooks
 from probes.core import logits_of, quant_layers

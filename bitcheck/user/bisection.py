@@ -19,13 +19,14 @@ import dataclasses
 import torch
 import torch.nn as nn
 
-from bitcheck.user.adapter import Adapter, Recipe, build_user_model, user_optimizer
 from bitcheck.bitnet.config import ModelConfig, TrainConfig
 from bitcheck.bitnet.model import BitLinear, BitNet
 from bitcheck.bitnet.rundir import RunDir
 from bitcheck.bitnet.tasks import make_evaluator, task_batches, validation_batch
 from bitcheck.bitnet.train import Trainer, resolve_device
+from bitcheck.user.adapter import Adapter, Recipe, build_user_model, user_optimizer
 from probes.core import quant_layers
+
 
 class ReferenceBitLinear(BitLinear):
     """bitcheck's BitLinear in place of a user's layer: the same weight (and bias, which b1.58 does not

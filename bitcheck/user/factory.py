@@ -30,8 +30,8 @@ from typing import Any, Callable
 
 import torch
 
-from bitcheck.errors import UserError, first_line
 from bitcheck.bitnet.tokenizer import EOS as SEPARATOR
+from bitcheck.errors import UserError, first_line
 from bitcheck.judge.verdict import LEARNED_MARGIN
 from probes import TokenizerAdapter
 from probes.core import logits_of

@@ -93,8 +93,13 @@ def cached_logits(model, idx: torch.Tensor) -> torch.Tensor:
 def hf_sampler(logits: torch.Tensor, temperature: float, top_k: int | None, generator, top_p=None, min_p=None,
                repetition_penalty=None, input_ids=None) -> torch.Tensor:
     """bitcheck's sampler protocol over transformers' own logits processors, in generate's order."""
-    from transformers import (MinPLogitsWarper, RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper,
-                              TopKLogitsWarper, TopPLogitsWarper)
+    from transformers import (
+        MinPLogitsWarper,
+        RepetitionPenaltyLogitsProcessor,
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
     scores = logits.float()
     ids = input_ids if input_ids is not None else torch.zeros(scores.shape[0], 0, dtype=torch.long)
     procs = ([RepetitionPenaltyLogitsProcessor(repetition_penalty)] if repetition_penalty is not None else []) + \

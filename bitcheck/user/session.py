@@ -32,19 +32,27 @@ import time
 import torch
 
 from bitcheck.bitnet import checkpoint as ckpts
-from bitcheck.user.adapter import ModelSpec, Recipe, UserNet
-from bitcheck.judge.assess import Report, assess
-from bitcheck.user.bisection import retrain
 from bitcheck.bitnet.config import ModelConfig, TrainConfig, preset_config
-from bitcheck.judge.report import write_report
 from bitcheck.bitnet.rundir import RunDir, append_jsonl, atomic_write_text
+from bitcheck.bitnet.tasks import (
+    REFERENCE_SCHEDULE,
+    STALL_EVALS,
+    TASKS,
+    build_task,
+    make_evaluator,
+    task_batches,
+    task_options,
+    validation_batch,
+)
+from bitcheck.bitnet.train import Evaluation, Stall, Stop
+from bitcheck.judge.assess import Report, assess
+from bitcheck.judge.report import write_report
+from bitcheck.judge.subjects import training_history
+from bitcheck.judge.verdict import QUICK, Evidence
+from bitcheck.user.adapter import ModelSpec, Recipe, UserNet
+from bitcheck.user.bisection import retrain
 from bitcheck.user.hooks import Hooks
 from bitcheck.user.subjects import own_model_subject
-from bitcheck.judge.subjects import training_history
-from bitcheck.bitnet.tasks import (REFERENCE_SCHEDULE, STALL_EVALS, TASKS, build_task, make_evaluator, task_batches,
-                            task_options, validation_batch)
-from bitcheck.bitnet.train import Evaluation, Stall, Stop
-from bitcheck.judge.verdict import QUICK, Evidence
 from probes.optimizer import OptimizerWatch
 from probes.quantization import FlipWatch
 

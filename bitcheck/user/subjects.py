@@ -14,14 +14,27 @@ from typing import Any
 
 import torch
 
-from bitcheck.user.adapter import Recipe
 from bitcheck.bitnet.config import ModelConfig
 from bitcheck.bitnet.tokenizer import EOS as SEPARATOR
-from bitcheck.user.factory import (N_TEXTS, ROWS, SEQ, TEXT_CHARS, UserModel, UserModelError, full_forward_generate,
-                                 learned_gap, load_tokenizer, model_vocab, prompts_from, random_batches, read_text,
-                                 text_batches)
-from bitcheck.user.hooks import Hooks
 from bitcheck.judge.subjects import ANSWER_ONLY_SKIP, STORY_PROMPTS, make_watchers, training_history
+from bitcheck.user.adapter import Recipe
+from bitcheck.user.factory import (
+    N_TEXTS,
+    ROWS,
+    SEQ,
+    TEXT_CHARS,
+    UserModel,
+    UserModelError,
+    full_forward_generate,
+    learned_gap,
+    load_tokenizer,
+    model_vocab,
+    prompts_from,
+    random_batches,
+    read_text,
+    text_batches,
+)
+from bitcheck.user.hooks import Hooks
 from probes import Subject, TokenizerAdapter
 from probes.core import quant_layers
 from probes.optimizer import OptimizerWatch
