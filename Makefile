@@ -18,8 +18,10 @@ setup: $(VENV)/.installed
 quick-arith: setup  ## train a tiny BitNet on `a + b = c` and print the verdict (ARGS="--seed 1 ...")
 	$(BIN)/bitcheck quick-arith $(ARGS)
 
-# one pytest worker per core (pytest-xdist), each training on one thread (tests/conftest.py)
-WORKERS ?= auto
+# pytest-xdist workers: 0 runs the suite in one process on two torch threads, which is what CI runs (measured
+# on this 2-core machine: 2 workers on one thread each took longer, 50 min vs 35, and starved the tests whose
+# trainings have a time budget); WORKERS=auto (one per core, one thread each: tests/conftest.py) for the fast suite
+WORKERS ?= 0
 
 test: setup  ## lint, then the whole suite, slow end-to-end runs included (what CI runs)
 	$(BIN)/ruff check .

@@ -3,12 +3,12 @@ CLI), the probes (read from the `@probe` registry: catches, fails_when, measured
 (examples/own_loop.py).
 
     .venv/bin/python -m bitcheck.docs           # rewrite the generated blocks of README.md and docs/*.md
-    .venv/bin/python -m bitcheck.docs --check   # exit 1 when any is stale (tests/test_readme.py)
+    .venv/bin/python -m bitcheck.docs --check   # exit 1 when any is stale (tests/test_docs.py)
 
 A block is every line between `<!-- generated:NAME -->` and `<!-- /generated:NAME -->`; it is kept
 current wherever it sits, in README.md or any docs/*.md page (today: the commands in README.md, the
 probe tables in docs/PROBES.md, the level-3 script in docs/OWN_CODE.md). It does not check that every
-generator has a block somewhere: tests/test_readme.py does.
+generator has a block somewhere: tests/test_docs.py does.
 """
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ from probes.core import (  # noqa: F401
     REGISTRY,
     SKIP,
     WARN,
+    History,
     Measurement,
     ProbeResult,
     Subject,

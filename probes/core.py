@@ -161,6 +161,28 @@ class TokenizerAdapter:
         return None
 
 
+@dataclass(frozen=True)
+class History:
+    """What a training run (or its log) recorded, for the training-time probes; None where nothing was.
+    Built by the run before the probes start; frozen, because probes read it and never write it (a result
+    must not depend on which probe ran first)."""
+    flip_rates: list[dict] | None = None  # FlipWatch records: ternary code flips per look (probes/quantization.py)
+    update_ratios: list[dict] | None = None  # UpdateWatch records: ||dW|| / ||W|| per look (probes/gradients.py)
+    optimizer: Any = None  # the optimizer as training left it (param groups, state)
+    schedule: list[dict] | None = None  # applied {step (1-based), lr, weight_decay}, oldest first
+    intended: list[dict] | None = None  # what the recipe or config intends at the same steps
+    intended_missing: str | None = None  # why there is no intended schedule (a log without a config)
+    warmup_steps: int = 0
+    schedule_name: str | None = None  # a config's named shape (cosine, linear, constant ...): compared exactly
+    group_decay: list[dict] | None = None  # OptimizerWatch records: every param group's weight decay
+    logged_losses: list[tuple[int, float]] | None = None  # (step, loss) a user's loop logged (Session)
+    batch_of: Callable | None = None  # step (1-based) -> the (x, y) that step trained on
+    accumulate: Callable | None = None  # the user's gradient accumulation(model, micro_batches)
+    resume_hooks: dict | None = None  # the user's make/train/save/load hooks, and batches to train on
+    curve: dict | None = None  # a training log: rows, loss_key, tokens_per_step, warmup, lr_source (curve probes)
+    capacity: dict | None = None  # params, embedding_params, tied, tokens (model_capacity)
+
+
 @dataclass
 class Subject:
     """Everything a probe may look at. A probe that needs a missing piece is SKIP with the reason.
@@ -177,7 +199,7 @@ class Subject:
     sampler: Callable | None = None
     generate: Callable | None = None  # generate(model, idx (1, T), max_new_tokens) -> ids (1, T + n)
     incremental_logits: Callable | None = None  # KV-cached logits of idx (B, T), one token at a time
-    history: dict = field(default_factory=dict)  # training-time records: flip_rates, update_ratios, losses
+    history: History = field(default_factory=History)  # training-time records (a dict of its fields is taken)
     layer_pattern: str | None = None  # regex over module names, for quantized layers we cannot recognise
     skip: dict[str, str] = field(default_factory=dict)  # probe name -> why it does not apply (SKIP)
     tensors: dict[str, torch.Tensor] | None = None  # a checkpoint's tensors, for the tensor probes
@@ -185,6 +207,8 @@ class Subject:
     device: str = "cpu"
 
     def __post_init__(self):
+        if isinstance(self.history, dict):  # Subject(history={"flip_rates": ...}) from a user's script
+            self.history = History(**self.history)
         if self.vocab_size is None and self.tokenizer is not None:
             self.vocab_size = getattr(self.tokenizer, "vocab_size", None)
 

@@ -1,12 +1,12 @@
 """Probes of a training run read from its log alone (kind "curve", no model): is the run undertrained
 or flat, is the model too small for its vocabulary, was training unstable, was the schedule applied?
 
-    subject = Subject(model=None, history={"curve": {"rows": rows, "loss_key": "loss", ...},
-                                           "capacity": {...}, "schedule": applied, "intended": want})
+    subject = Subject(model=None, history=History(curve={"rows": rows, "loss_key": "loss", ...},
+                                                  capacity={...}, schedule=applied, intended=want))
     run_probes(subject, kinds=("curve",))
 
-`history["curve"]`: rows {step, loss/val_loss, lr, grad_norm, weight_decay} oldest first, `loss_key`
-(which loss to fit), `tokens_per_step` (None: steps stand in for tokens), `warmup`. `history["capacity"]`:
+`history.curve`: rows {step, loss/val_loss, lr, grad_norm, weight_decay} oldest first, `loss_key`
+(which loss to fit), `tokens_per_step` (None: steps stand in for tokens), `warmup`. `history.capacity`:
 params, embedding_params, vocab, hidden, tokens. These probes only measure; bitcheck/commands/curve.py reads
 the log and says what the run intended.
 
@@ -211,7 +211,7 @@ def _sd(values: list[float]) -> float:
 
 
 def _curve(s: Subject) -> dict | None:
-    return s.history.get("curve")
+    return s.history.curve
 
 
 def _count(x: float) -> str:
@@ -375,15 +375,14 @@ def nonfinite_log(s: Subject):
        measured="generated per-micro-batch schedule (k=4): 4x fast; healthy: 1.0x, deviation < 1e-6")
 def logged_schedule(s: Subject):
     """The LR and weight decay the log says the optimizer used, against the schedule the config intends."""
-    log, want = s.history.get("schedule"), s.history.get("intended")
+    log, want = s.history.schedule, s.history.intended
     if not log:
         return Measurement(message="the log has no learning rate", status=SKIP)
     if not want:
-        return Measurement(message=s.history.get("intended_missing",
-                                                 "no intended schedule (give --config, or --warmup and --steps)"),
-                           status=SKIP)
-    return compare_schedule(log, want, s.history.get("warmup_steps", 0), strict=True,
-                            exact=s.history.get("schedule_name") in ("cosine", "linear", "constant"))
+        return Measurement(message=s.history.intended_missing
+                           or "no intended schedule (give --config, or --warmup and --steps)", status=SKIP)
+    return compare_schedule(log, want, s.history.warmup_steps or 0, strict=True,
+                            exact=s.history.schedule_name in ("cosine", "linear", "constant"))
 
 
 # ---- capacity ------------------------------------------------------------------------------------
@@ -396,7 +395,7 @@ def logged_schedule(s: Subject):
 def model_capacity(s: Subject):
     """Parameter budget: embedding share, tokens per (non-embedding) parameter, and the published
     BitNet b1.58 results at that size."""
-    cap = s.history.get("capacity") or {}
+    cap = s.history.capacity or {}
     params, emb = cap.get("params"), cap.get("embedding_params")
     if not params or emb is None:
         return Measurement(message="parameter count and embedding size unknown (give --params, --vocab and "

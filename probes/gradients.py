@@ -104,7 +104,7 @@ def _depth_ends(table: dict[str, float]) -> tuple[float, float]:
 def update_ratio(s: Subject):
     """Per-layer ||delta W|| / ||W|| of optimizer steps recorded during training (UpdateWatch), within
     a healthy band: far above it the learning rate blows the weights around, far below nothing learns."""
-    records = s.history.get("update_ratios", [])
+    records = s.history.update_ratios or []
     if not records:
         return Measurement(message="no update ratios were recorded during training", status=SKIP)
     medians = [r["median"] for r in records]

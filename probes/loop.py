@@ -50,7 +50,7 @@ LOGGED_WINDOW = 20  # last logged steps compared
 def logged_loss(s: Subject):
     """The loss the user's loop logged for its last steps against the cross-entropy of the final model on
     exactly those steps' batches: over the targets that carry a loss (y != -1), and over every position."""
-    logged, batch_of = s.history.get("logged_losses"), s.history.get("batch_of")
+    logged, batch_of = s.history.logged_losses, s.history.batch_of
     if not logged or batch_of is None:
         return Measurement(message="the loop logged no losses through the session", status=SKIP)
     steps = sorted(logged)[-LOGGED_WINDOW:]
@@ -98,7 +98,7 @@ def _unequal_split(x: torch.Tensor, y: torch.Tensor) -> list[tuple[torch.Tensor,
 def grad_accumulation(s: Subject):
     """The gradient the user's accumulation leaves after two micro-batches of unequal token counts equals
     the gradient of the same tokens as one batch (mean over all their target tokens)."""
-    accumulate = s.history.get("accumulate")
+    accumulate = s.history.accumulate
     if accumulate is None:
         return Measurement(message="the loop handed over no accumulate(model, micro_batches)", status=SKIP)
     x, y = (t.to(s.device) for t in s.batches[0])
@@ -127,7 +127,7 @@ def grad_accumulation(s: Subject):
 def resume_state(s: Subject):
     """n straight steps of the user's own trainer against k steps, its save, its load and n - k more, on the
     same batches: the parameters must agree."""
-    hooks = s.history.get("resume_hooks")
+    hooks = s.history.resume_hooks
     if not hooks:
         return Measurement(message="the loop handed over no save/load hooks", status=SKIP)
     make, train, save, load = hooks["make"], hooks["train"], hooks["save"], hooks["load"]

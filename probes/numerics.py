@@ -32,7 +32,7 @@ def nonfinite(s: Subject):
             findings.append(f"parameter {name}")
         if p.grad is not None and not _finite(p.grad):
             findings.append(f"gradient of {name}")
-    opt = s.history.get("optimizer")
+    opt = s.history.optimizer
     if opt is not None:
         for i, state in enumerate(opt.state.values()):
             if any(not _finite(v) for v in state.values()):

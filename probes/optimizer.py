@@ -1,10 +1,10 @@
 """Optimizer probes for a user's own optimizer and schedule: was the learning-rate and weight-decay
 schedule applied as the recipe intends, and does weight decay stay off norms and embeddings?
 
-The trainer logs what the optimizer actually held at every step (`history["schedule"]`: step, lr,
-weight_decay) next to what the recipe intends (`history["intended"]`, e.g. the BitNet b1.58 two-stage
+The trainer logs what the optimizer actually held at every step (`history.schedule`: step, lr,
+weight_decay) next to what the recipe intends (`history.intended`, e.g. the BitNet b1.58 two-stage
 schedule: warmup, a linear decay to half the peak at 50% of training with weight decay 0.1, then to
-10% with weight decay 0), and samples every param group's weight decay (`history["group_decay"]`,
+10% with weight decay 0), and samples every param group's weight decay (`history.group_decay`,
 OptimizerWatch). These probes only compare the two; they never compute a schedule themselves.
 """
 from __future__ import annotations
@@ -55,10 +55,10 @@ def _time_scale(applied: list[tuple[int, float]], intended_at) -> float:
 def schedule_shape(s: Subject):
     """The learning rate and weight decay the optimizer held at every logged step, against the recipe's
     intended schedule: its level after warmup, its speed, and weight decay where the recipe has none."""
-    log, want = s.history.get("schedule"), s.history.get("intended")
+    log, want = s.history.schedule, s.history.intended
     if not log or not want:
         return Measurement(message="the run used bitcheck's own schedule (nothing to compare)", status=SKIP)
-    return compare_schedule(log, want, s.history.get("warmup_steps", 0))
+    return compare_schedule(log, want, s.history.warmup_steps or 0)
 
 
 # A logged schedule against the one its config states (probes/curve.py): the median relative LR deviation
@@ -146,12 +146,12 @@ def compare_schedule(log: list[dict], want: list[dict], warmup: int, strict: boo
 def decay_groups(s: Subject):
     """Which parameters the optimizer decays: every param group's weight decay over training (or now,
     when it was not recorded) against what the group holds: 1-D parameters and embeddings."""
-    opt, model = s.history.get("optimizer"), s.model
+    opt, model = s.history.optimizer, s.model
     if opt is None or model is None:
         return Measurement(message="no optimizer to read", status=SKIP)
     names = {id(p): n for n, p in model.named_parameters()}
     embeds = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
-    records = s.history.get("group_decay") or [{"step": None, "wd": [g.get("weight_decay", 0.0)
+    records = s.history.group_decay or [{"step": None, "wd": [g.get("weight_decay", 0.0)
                                                                       for g in opt.param_groups]}]
     norms, embeddings = [], []
     for i, group in enumerate(opt.param_groups):

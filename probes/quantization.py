@@ -66,7 +66,7 @@ def ternary_distribution(s: Subject):
     non_ternary = [n for n, t in table.items() if t["levels"] > 1]
     binary = [n for n, t in table.items() if t["levels"] == 1 and t["zero"] == 0 and t["n"] >= BINARY_MIN_WEIGHTS]
     zero = max(t["zero"] for t in table.values())
-    flips = s.history.get("flip_rates", [])
+    flips = s.history.flip_rates or []
     values = {"max_zero_share": zero, "non_ternary_layers": len(non_ternary), "binary_layers": len(binary)}
     thresholds = [ZERO_SHARE, NON_TERNARY, BINARY]
     if flips:

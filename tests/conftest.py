@@ -13,6 +13,8 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.ge
 # one thread per test process under pytest-xdist (`make test` runs one worker per core: two trainings on
 # two threads each slow each other many times over), up to two threads otherwise
 torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else max(1, min(2, torch.get_num_threads())))
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"  # and the bitcheck processes a test starts (CLI runs, own_loop.py, torchrun)
 
 
 @pytest.fixture

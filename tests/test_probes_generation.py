@@ -1,14 +1,15 @@
 """Generation probes: KV-cache parity, sampler, repetition, gibberish; both ways."""
+import dataclasses
 import random
 
 import torch
-from probe_helpers import part, result, subject
 
 from bitcheck.bitnet.model import sample_next
 from bitcheck.judge.plants import offset_incremental
 from probes import run_probes
 from probes.generation import ends_in_loop, seq_rep_n
 from synthetic.arithmetic import ArithmeticTask
+from tests.probe_helpers import part, result, subject
 
 
 def _text_generator(make_text):
@@ -147,10 +148,10 @@ def test_samples_generated_once_per_run_and_never_stored_in_the_subject():
         calls.append(int(idx.sum()))
         return text_generator(model, idx, n)
     s = subject(generate=generate)
-    history = dict(s.history)
+    history = dataclasses.asdict(s.history)  # the task subject's records (no optimizer: nothing heavy to copy)
     results = run_probes(s, names=["repetition", "gibberish", "sample_likelihood"])
     assert all(r.status not in ("SKIP", "ERROR") for r in results), [r.message for r in results]
     assert len(calls) == len(s.prompts)  # once per prompt, not once per probe
-    assert s.history == history  # the probes wrote nothing into their evidence
+    assert dataclasses.asdict(s.history) == history  # the probes wrote nothing into their evidence
     run_probes(s, names=["gibberish"])
     assert len(calls) == 2 * len(s.prompts)  # a new run, new samples

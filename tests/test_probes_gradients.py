@@ -1,11 +1,11 @@
 """Gradient and optimizer probes: STE flow, overfit-one-batch, update ratio; both ways."""
 import torch
-from probe_helpers import CFG, part, result, subject
 
 from bitcheck.bitnet.model import BitNet
 from bitcheck.judge.plants import Setup, bug_lr_blowup, no_ste, patch_bitlinear, train_steps
 from bitcheck.judge.subjects import LogitsOnly, make_watchers
 from synthetic.arithmetic import ArithmeticTask
+from tests.probe_helpers import CFG, part, result, subject
 
 
 def test_healthy_gradients_pass():

@@ -1,10 +1,10 @@
 """Loss probes: init loss, causality; both ways."""
 import torch
-from probe_helpers import CFG, part, result, subject
 
 from bitcheck.bitnet.model import Attention, BitNet
 from bitcheck.judge.plants import leaky_attention
 from bitcheck.judge.subjects import LogitsOnly
+from tests.probe_helpers import CFG, part, result, subject
 
 
 def test_healthy_loss_probes_pass():

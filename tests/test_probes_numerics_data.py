@@ -1,11 +1,11 @@
 """Numerics and data probes: PASS when healthy, FAIL with NaN sources and data bugs planted."""
 import torch
-from probe_helpers import part, result, subject
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from bitcheck.judge.plants import no_eps, patch_bitlinear
 from bitcheck.judge.subjects import LogitsOnly
 from probes import TokenizerAdapter
+from tests.probe_helpers import part, result, subject
 
 
 def test_healthy_numerics_and_data_pass():

@@ -1,14 +1,15 @@
 """Quantization probes: PASS on a healthy model, FAIL with each quantization bug planted."""
 import copy
+import dataclasses
 
 import torch
-from probe_helpers import part, result, subject
 
 from bitcheck.bitnet.model import BitLinear, ternary_codes
 from bitcheck.judge.plants import inverted_scale, no_quant, patch_bitlinear
 from bitcheck.judge.subjects import LogitsOnly
 from probes import reference as ref
 from probes.quantization import REF_ERROR, FlipWatch, effective_weight, ternary_stats
+from tests.probe_helpers import part, result, subject
 
 
 def _model(s):
@@ -130,7 +131,7 @@ def test_flip_rate_watch_and_churn_warning():
                 m.weight.mul_(-1)  # every nonzero code flips
     watch.after_step(model, 1)
     assert watch.records[0]["rate"] > 0.5
-    s.history["flip_rates"] = watch.records
+    s.history = dataclasses.replace(s.history, flip_rates=watch.records)
     r = result(s, "ternary_distribution")
     assert r.status == "WARN" and "flip rate" in r.message
 

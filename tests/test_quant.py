@@ -3,10 +3,10 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import generic_matrices, matrices
 
 from bitcheck.bitnet.model import BitLinear, activation_quant, weight_quant
 from probes import reference as ref
+from tests.strategies import generic_matrices, matrices
 
 
 def _scale(w):

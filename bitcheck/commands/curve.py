@@ -22,7 +22,7 @@ from bitcheck.judge.assess import Report, assess
 from bitcheck.judge.report import write_report
 from bitcheck.judge.verdict import CURVE, Evidence
 from bitcheck.user.runlog import LogError, RunLog, RunSpec, read_log, read_spec
-from probes import Subject
+from probes import History, Subject
 from probes.curve import FIT_START, MIN_FIT_POINTS, fit_start
 
 MAX_SCHEDULE_ROWS = 1000  # the schedule comparison samples this many logged steps (it is O(rows^2))
@@ -131,14 +131,12 @@ def curve_subject(log: RunLog, spec: RunSpec, key: str) -> tuple[Subject, dict]:
     applied = [dict(a, weight_decay=w["weight_decay"]) if a["weight_decay"] is None else a
                for a, w in zip(applied, intended)] if intended else applied
     tokens = last * spec.tokens_per_step if spec.tokens_per_step else None
-    history = {"curve": {"rows": rows, "loss_key": key, "tokens_per_step": spec.tokens_per_step,
-                         "warmup": spec.warmup or 0, "lr_source": lr_source},
-               "schedule": applied, "intended": intended, "warmup_steps": spec.warmup or 0,
-               "schedule_name": None if spec.origin.get("schedule", "").startswith("not named") else spec.schedule,
-               "capacity": {"params": spec.params, "embedding_params": spec.embedding_params, "tied": spec.tied,
-                            "tokens": tokens}}
-    if why:
-        history["intended_missing"] = why
+    history = History(curve={"rows": rows, "loss_key": key, "tokens_per_step": spec.tokens_per_step,
+                             "warmup": spec.warmup or 0, "lr_source": lr_source},
+                      schedule=applied, intended=intended, warmup_steps=spec.warmup or 0, intended_missing=why or None,
+                      schedule_name=None if spec.origin.get("schedule", "").startswith("not named") else spec.schedule,
+                      capacity={"params": spec.params, "embedding_params": spec.embedding_params, "tied": spec.tied,
+                                "tokens": tokens})
     facts = {"log": log.source, "steps": last, "tokens": tokens, "lr_used": lr_source or "none (assumed constant)",
              "columns": log.columns, "spec": spec.to_dict()}
     return Subject(model=None, history=history), facts

@@ -136,34 +136,85 @@ def _setup(opts: QuickOptions, resume: str | None):
 
 
 def run_quick(opts: QuickOptions, resume: str | None = None, command: str | None = None) -> Report:
-    """Train, evaluate, write the run directory and report. Returns the judge's Report (`.exit_code`)."""
+    """Train, evaluate, write the run directory and report. Returns the judge's Report (`.exit_code`).
+    bitcheck's own BitNet (`_run_ours`) or, with --model (or a resumed run of one), the user's (`_run_theirs`)."""
     command = command or f"quick-{opts.task}"
     run, mcfg, tcfg, task, answer_only, ckpt = _setup(opts, resume)
-    adapter_spec = ckpt.task.get("model") if ckpt is not None else opts.model
-    adapter = load_adapter(adapter_spec) if adapter_spec else None
-    layers = ckpt.task.get("layers") if ckpt is not None else opts.layers
-    if adapter is not None and adapter.optimizer is not None and ckpt is None:
+    setup = _Setup(opts, command, run, mcfg, tcfg, task, answer_only, ckpt)
+    spec = ckpt.task.get("model") if ckpt is not None else opts.model
+    return _run_theirs(setup, load_adapter(spec)) if spec else _run_ours(setup)
+
+
+@dataclass
+class _Setup:
+    """What both kinds of quick run start from: options, configs, task, and the run resumed (or None)."""
+    opts: QuickOptions
+    command: str
+    run: RunDir | None
+    mcfg: ModelConfig
+    tcfg: TrainConfig
+    task: object
+    answer_only: bool
+    ckpt: ckpts.Checkpoint | None
+
+
+def _run_ours(s: _Setup) -> Report:
+    """bitcheck's BitNet under the task's recipe: train, the reference's Subject, judge."""
+    torch.manual_seed(s.tcfg.seed)
+    model = BitNet(s.mcfg)
+    watchers = make_watchers()
+    run, trainer, result, batches, metrics, scalars = _train(s, model, watchers, {})
+    subject = task_subject(model, s.mcfg, s.task, batches, s.tcfg.seed, watchers, trainer.optimizer,
+                           answer_only=s.answer_only)
+    return _judge(s, run, subject, result, metrics, scalars, retrain=None)
+
+
+def _run_theirs(s: _Setup, adapter: Adapter) -> Report:
+    """The user's model (and their optimizer and schedule, when the adapter has them) under the same task:
+    train, their Subject (hooks, schedule as applied), bitcheck's reference figure, judge (with bisection)."""
+    opts, tcfg = s.opts, s.tcfg
+    layers = s.ckpt.task.get("layers") if s.ckpt is not None else opts.layers
+    if adapter.optimizer is not None and s.ckpt is None:
         # the user's schedule needs a horizon: the recipe's two-stage schedule over USER_HORIZON steps;
         # --steps stays a limit below it
         limit = min(opts.steps, USER_HORIZON) if opts.steps is not None else None
         tcfg.schedule, tcfg.cycle_steps, tcfg.steps, tcfg.max_steps = "two_stage", 0, USER_HORIZON, limit
     torch.manual_seed(tcfg.seed)
-    if adapter is None:
-        model, optimizer, user_schedule = BitNet(mcfg), None, None
-    else:
-        model, optimizer, user_schedule = build_for_training(adapter, mcfg, tcfg, layers,
-                                                             str(resolve_device(tcfg.device)))
-    run = run or RunDir.create(opts.out, f"{task.name}-s{opts.seed}")
-    task_meta = {"name": opts.task, **task_options(task), "answer_only": answer_only,
-                 **({"model": adapter.source, "layers": layers} if adapter else {})}
-    meta = {"model_config": mcfg, "tokenizer": task.tokenizer.to_json(), "task": task_meta}
-    batches = task_batches(task, tcfg.seed, tcfg.batch_size, tcfg.seq_len, answer_only)
-    watchers = make_watchers() if adapter is None else own_watchers(layers, optimizer)
+    model, optimizer, user_schedule = build_for_training(adapter, s.mcfg, tcfg, layers,
+                                                         str(resolve_device(tcfg.device)))
+    watchers = own_watchers(layers, optimizer)
+    run, trainer, result, batches, metrics, scalars = _train(
+        s, model, watchers, {"model": adapter.source, "layers": layers}, optimizer, user_schedule)
+    metrics["reference"] = TASKS[opts.task].reference
+    if opts.reference:
+        metrics["curve"] = [{"step": e["step"], **e["score"]["per_group"]} for e in run.read_jsonl(run.evals)
+                            if "score" in e]
+        ref = metrics["reference_run"] = reference_run(s.mcfg, tcfg, s.task, s.answer_only, run, opts.progress)
+        metrics["reference"] = (f"bitcheck's BitNet of the same shape, trained in this run under the same recipe, "
+                                f"{'passed at' if ref['passed'] else 'did not pass in'} {ref['steps']} steps")
+    spec = ModelSpec.from_config(s.mcfg)
+    subject = own_model_subject(model.net, s.task, batches, tcfg.seed, adapter.hooks(lambda: adapter.build(spec)),
+                                own_history(watchers, trainer, tcfg, scalars), layers, s.answer_only,
+                                s.mcfg.block_size)
+
+    def retrain():  # asked by the judge only when the user's model did not learn and no probe said why
+        return bisect(adapter, s.mcfg, tcfg, s.task, s.answer_only, layers, run, REFERENCE_SCHEDULE, opts.progress)
+    return _judge(s, run, subject, result, metrics, scalars, retrain=retrain if opts.bisect else None)
+
+
+def _train(s: _Setup, model, watchers: list, task_extra: dict, optimizer=None, user_schedule=None):
+    """The run directory, config.json and the training itself (resumed from the checkpoint, if any).
+    Returns (run, trainer, result, batches, metrics, scalars)."""
+    opts, tcfg, task = s.opts, s.tcfg, s.task
+    run = s.run or RunDir.create(opts.out, f"{task.name}-s{opts.seed}")
+    task_meta = {"name": opts.task, **task_options(task), "answer_only": s.answer_only, **task_extra}
+    meta = {"model_config": s.mcfg, "tokenizer": task.tokenizer.to_json(), "task": task_meta}
+    batches = task_batches(task, tcfg.seed, tcfg.batch_size, tcfg.seq_len, s.answer_only)
     trainer = Trainer(model, tcfg, batches, run, meta, progress=opts.progress, watchers=watchers,
                       optimizer=optimizer, user_schedule=user_schedule)
-    if ckpt is not None:
-        trainer.load_state(ckpt)
-    atomic_write_text(run.config, json.dumps({"command": command, "model": mcfg.to_dict(),
+    if s.ckpt is not None:
+        trainer.load_state(s.ckpt)
+    atomic_write_text(run.config, json.dumps({"command": s.command, "model": s.mcfg.to_dict(),
                                               "train": tcfg.to_dict(), "task": task_meta,
                                               "tokenizer": task.tokenizer.to_dict()}, indent=2))
 
@@ -171,50 +222,27 @@ def run_quick(opts: QuickOptions, resume: str | None = None, command: str | None
         for ex, got in pairs[:3]:
             append_jsonl(run.samples, {"step": step, "prompt": ex.prompt, "generated_text": got,
                                        "expected": ex.answer.strip()})
-    val = validation_batch(task, tcfg.seed, tcfg.seq_len, answer_only)
+    val = validation_batch(task, tcfg.seed, tcfg.seq_len, s.answer_only)
     result = trainer.run(evaluate=make_evaluator(task, log_samples, val))
     scalars = run.read_jsonl(run.metrics)
     score = (result.last_eval.score if result.last_eval else None) or {}
     metrics = {
-        "task": opts.task, "preset": opts.preset or _preset_name(mcfg), **trainer.summary(result, scalars),
+        "task": opts.task, "preset": opts.preset or _preset_name(s.mcfg), **trainer.summary(result, scalars),
         "accuracy": score.get("per_group", {}), "pass_criteria": task.pass_criteria(),
         "failures": score.get("failures", []), "checkpoint": result.checkpoint,
     }
     if tcfg.stall_evals:  # a run that stops when it stalls knows whether it was still improving
         metrics["improving"] = result.stopped != Stop.STALLED
         metrics["stall"] = trainer.stall.describe(tcfg)
-    if adapter is None:
-        subject = task_subject(model, mcfg, task, batches, tcfg.seed, watchers, trainer.optimizer,
-                               answer_only=answer_only)
-    else:
-        metrics["reference"] = TASKS[opts.task].reference
-        if opts.reference:
-            metrics["curve"] = [{"step": e["step"], **e["score"]["per_group"]} for e in run.read_jsonl(run.evals)
-                                if "score" in e]
-            ref = metrics["reference_run"] = reference_run(mcfg, tcfg, task, answer_only, run, opts.progress)
-            metrics["reference"] = (f"bitcheck's BitNet of the same shape, trained in this run under the same recipe, "
-                                    f"{'passed at' if ref['passed'] else 'did not pass in'} {ref['steps']} steps")
-        subject = _own_subject(adapter, model, mcfg, task, batches, tcfg, watchers, trainer, scalars, layers,
-                               answer_only)
+    return run, trainer, result, batches, metrics, scalars
+
+
+def _judge(s: _Setup, run: RunDir, subject, result, metrics: dict, scalars: list[dict], retrain) -> Report:
     passed = bool(result.last_eval and result.last_eval.passed)
     evidence = Evidence.from_metrics(metrics, scalars, passed, str(run.path))
-    retrain = None
-    if adapter is not None and opts.bisect:  # asked by the judge only when the user's model did not learn
-        def retrain():
-            return bisect(adapter, mcfg, tcfg, task, answer_only, layers, run, REFERENCE_SCHEDULE, opts.progress)
-    report = assess(command, subject, evidence, metrics, QUICK, run_dir=str(run.path), retrain=retrain)
+    report = assess(s.command, subject, evidence, metrics, QUICK, run_dir=str(run.path), retrain=retrain)
     write_report(run, report.to_dict())
     return report
-
-
-def _own_subject(adapter: Adapter, model, mcfg: ModelConfig, task, batches, tcfg: TrainConfig, watchers, trainer,
-                 scalars: list[dict], layers: str | None, answer_only: bool):
-    """The probes' Subject for the user's model: their hooks, and when their optimizer and schedule ran,
-    the LR and weight decay they applied next to what the recipe intends."""
-    history = own_history(watchers, trainer, tcfg, scalars)
-    spec = ModelSpec.from_config(mcfg)
-    return own_model_subject(model.net, task, batches, tcfg.seed, adapter.hooks(lambda: adapter.build(spec)),
-                             history, layers, answer_only, mcfg.block_size)
 
 
 def _preset_name(cfg: ModelConfig) -> str:

@@ -19,7 +19,7 @@ import torch
 from bitcheck.bitnet.config import ModelConfig
 from bitcheck.bitnet.model import BitNet, KVCache, packed_model, sample_next
 from bitcheck.bitnet.tokenizer import EOS as SEPARATOR
-from probes import Subject, TokenizerAdapter, run_probes
+from probes import History, Subject, TokenizerAdapter, run_probes
 from probes.gradients import UpdateWatch
 from probes.quantization import FlipWatch
 
@@ -64,17 +64,11 @@ def make_watchers(every_flip: int = 100, every_update: int = 50, pattern: str | 
     return [FlipWatch(every_flip, pattern), UpdateWatch(every_update, pattern)]
 
 
-def training_history(watchers=(), optimizer=None) -> dict:
+def training_history(watchers=(), optimizer=None) -> History:
     """Subject.history from the training watchers and the optimizer (for the training-time probes)."""
-    history = {}
-    for w in watchers:
-        if isinstance(w, FlipWatch):
-            history["flip_rates"] = w.records
-        if isinstance(w, UpdateWatch):
-            history["update_ratios"] = w.records
-    if optimizer is not None:
-        history["optimizer"] = optimizer
-    return history
+    return History(flip_rates=next((w.records for w in watchers if isinstance(w, FlipWatch)), None),
+                   update_ratios=next((w.records for w in watchers if isinstance(w, UpdateWatch)), None),
+                   optimizer=optimizer)
 
 
 ANSWER_ONLY_SKIP = ("trained with loss on answers only: free-running text is not what the model learned "

@@ -175,18 +175,14 @@ class Session:
                    "failures": score.get("failures", []), "checkpoint": str(path),
                    "improving": stopped != Stop.STALLED, "stall": self.stall.describe(self.train_config),
                    "reference": TASKS[self.name].reference}
-        history = training_history([w for w in self._watchers if isinstance(w, FlipWatch)], optimizer)
-        history.update(logged_losses=self.logged, batch_of=lambda step: self._batches(step - 1, 0),
-                       warmup_steps=self.recipe.warmup_steps)
-        if self.schedule_log:
-            history.update(schedule=self.schedule_log, intended=self.recipe.intended_for(self.schedule_log))
-        for w in self._watchers:
-            if isinstance(w, OptimizerWatch):
-                history["group_decay"] = w.records
-        if accumulate is not None:
-            history["accumulate"] = accumulate
-        if resume is not None:
-            history["resume_hooks"] = {**resume, "batches": [self._batches(i, 0) for i in range(6)]}
+        history = dataclasses.replace(
+            training_history([w for w in self._watchers if isinstance(w, FlipWatch)], optimizer),
+            logged_losses=self.logged, batch_of=lambda step: self._batches(step - 1, 0),
+            warmup_steps=self.recipe.warmup_steps, accumulate=accumulate,
+            schedule=self.schedule_log or None,
+            intended=self.recipe.intended_for(self.schedule_log) if self.schedule_log else None,
+            group_decay=next((w.records for w in self._watchers if isinstance(w, OptimizerWatch)), None),
+            resume_hooks={**resume, "batches": [self._batches(i, 0) for i in range(6)]} if resume is not None else None)
         hooks = Hooks("finish()", sampler=sampler, generate=generate, incremental_logits=incremental_logits,
                       inference_model=inference_model, fresh_model=fresh_model)
         subject = own_model_subject(model, self.task, self._batches, self.seed, hooks, history, layers,

@@ -8,6 +8,7 @@ A probe whose hook is missing SKIPs saying which to add. bitcheck's own models: 
 """
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 from typing import Any
@@ -35,7 +36,7 @@ from bitcheck.user.factory import (
     text_batches,
 )
 from bitcheck.user.hooks import Hooks
-from probes import Subject, TokenizerAdapter
+from probes import History, Subject, TokenizerAdapter
 from probes.core import quant_layers
 from probes.optimizer import OptimizerWatch
 
@@ -46,20 +47,20 @@ def own_watchers(layers: str | None, optimizer=None) -> list:
     return make_watchers(pattern=layers) + ([OptimizerWatch(optimizer)] if optimizer is not None else [])
 
 
-def own_history(watchers, trainer, tcfg, scalars: list[dict]) -> dict:
+def own_history(watchers, trainer, tcfg, scalars: list[dict]) -> History:
     """Subject.history of a run of the user's model in bitcheck's Trainer: the watchers', and when their
     optimizer and schedule ran, the LR and weight decay they applied next to what the recipe intends."""
     history = training_history(watchers, trainer.optimizer)
     if not trainer.own_optimizer:
         recipe = Recipe.from_config(tcfg)
         applied = [{"step": r["step"], "lr": r["lr"], "weight_decay": r["weight_decay"]} for r in scalars if "lr" in r]
-        history.update(schedule=applied, warmup_steps=recipe.warmup_steps,
-                       intended=recipe.intended_for(applied),
-                       group_decay=next((w.records for w in watchers if isinstance(w, OptimizerWatch)), None))
+        history = dataclasses.replace(
+            history, schedule=applied, warmup_steps=recipe.warmup_steps, intended=recipe.intended_for(applied),
+            group_decay=next((w.records for w in watchers if isinstance(w, OptimizerWatch)), None))
     return history
 
 
-def own_model_subject(model: torch.nn.Module, task, batches, seed: int, hooks: Hooks, history: dict | None = None,
+def own_model_subject(model: torch.nn.Module, task, batches, seed: int, hooks: Hooks, history: History | None = None,
                       layers: str | None = None, answer_only: bool = False, block_size: int = 128) -> Subject:
     """A Subject for the user's own model trained on one of our tasks (bitcheck quick-<task> --model, or
     their own loop through bitcheck.session): the task's batches, texts and prompts as task_subject,
@@ -75,7 +76,7 @@ def own_model_subject(model: torch.nn.Module, task, batches, seed: int, hooks: H
 
 
 def stories_own_subject(model: torch.nn.Module, cfg: ModelConfig, tok, batches: list, text: str, hooks: Hooks,
-                        history: dict | None = None, layers: str | None = None) -> Subject:
+                        history: History | None = None, layers: str | None = None) -> Subject:
     """A Subject for the user's own model trained on stories (bitcheck tinystories --model): the exact
     batches fed, validation stories as reference text, the story prompts after <|endoftext|>, and the
     user's hooks where given."""
@@ -88,7 +89,7 @@ def stories_own_subject(model: torch.nn.Module, cfg: ModelConfig, tok, batches: 
 
 
 def _user_subject(model: torch.nn.Module, hooks: Hooks, *, tokenizer, batches: list, texts: list[str] | None,
-                  prompts: list[str] | None, vocab_size: int, bos_id: int | None, history: dict | None,
+                  prompts: list[str] | None, vocab_size: int, bos_id: int | None, history: History | None,
                   layers: str | None, skip: dict, block_size: int, device: str | None = None) -> Subject:
     """The one Subject builder for the user's model, whichever door it came through: their hooks where
     given (a missing one SKIPs its probe, Hooks.skips), else a generic full-forward decoder (prefixed
@@ -101,7 +102,7 @@ def _user_subject(model: torch.nn.Module, hooks: Hooks, *, tokenizer, batches: l
     return Subject(
         model=model, tokenizer=tokenizer, batches=batches, texts=texts, prompts=prompts, vocab_size=vocab_size,
         fresh_model=hooks.fresh_model, sampler=hooks.sampler, generate=generate,
-        incremental_logits=hooks.incremental_logits, history=history or {}, layer_pattern=layers,
+        incremental_logits=hooks.incremental_logits, history=history or History(), layer_pattern=layers,
         skip={**hooks.skips(), **skip}, device=device or str(next(model.parameters()).device),
         inference_model=hooks.inference_model(model) if hooks.inference_model is not None else None)
 

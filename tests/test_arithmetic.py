@@ -1,4 +1,5 @@
-"""The arithmetic task: generator, tokenizer, held-out split, scorer, and batch construction."""
+"""The arithmetic task: generator, tokenizer specials, held-out split, scorer, answer-only batches. The
+contract every task keeps (seeding, tokenizer round trip, rows, criteria) is tests/test_tasks.py."""
 import random
 
 import pytest

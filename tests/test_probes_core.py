@@ -1,6 +1,5 @@
 """The probe framework: any model shape, ERROR instead of a crash, SKIP with a reason, thresholds."""
 import torch
-from probe_helpers import subject
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from probes import (
@@ -15,6 +14,7 @@ from probes import (
     run_probes,
 )
 from probes.core import ProbeSpec, run_probe
+from tests.probe_helpers import subject
 
 
 class TupleModel(torch.nn.Module):
