@@ -226,6 +226,13 @@ def logits_of(model: nn.Module, idx: torch.Tensor) -> torch.Tensor:
     raise TypeError(f"model returned {type(out).__name__}; expected logits, a tuple, or an object with .logits")
 
 
+def latent_weight(layer: nn.Module) -> torch.Tensor:
+    """The layer's latent (trained) weight (out, in): `.weight`, or the original tensor behind a
+    `torch.nn.utils.parametrize` parametrization (there `.weight` is the computed, quantized one)."""
+    plist = getattr(getattr(layer, "parametrizations", None), "weight", None)
+    return plist.original if plist is not None and hasattr(plist, "original") else layer.weight
+
+
 def quant_layers(model: nn.Module, pattern: str | None = None) -> list[tuple[str, nn.Module]]:
     """Quantized linear layers: any module with a 2-D weight whose class name contains 'BitLinear' or
     whose name matches the user's regex; when neither finds one, the modules that behave as quantized

@@ -12,8 +12,9 @@ import re
 
 import torch
 
+from probes import bitlinear as bl
 from probes import reference as ref
-from probes.core import SKIP, Measurement, Subject, Threshold, first_batch, lm_loss, probe, quant_layers
+from probes.core import SKIP, Measurement, Subject, Threshold, first_batch, latent_weight, lm_loss, probe, quant_layers
 
 # Relative error of each latent weight's gradient against the STE reference. Measured (selftest):
 # healthy 1e-5 at init, 6e-5 trained (float32); STE missing: 1.0.
@@ -59,14 +60,16 @@ def ste_gradient_flow(s: Subject):
             h.remove()
     table, errors, dead = {}, {}, []
     for name, m in layers:
-        g = m.weight.grad
+        g = latent_weight(m).grad
         norm = g.norm().item() if g is not None else 0.0
         table[name] = norm
         if g is None or not torch.isfinite(g).all() or norm == 0.0:
             dead.append(name)
             errors[name] = 1.0
             continue
-        _, want = ref.ste_grads(inputs[name], m.weight, grads[name])
+        _, pre = bl.quantizer_input(m)  # a norm inside the layer: the quantizer sees its output
+        with torch.no_grad():
+            _, want = ref.ste_grads(pre(inputs[name]), latent_weight(m), grads[name])
         errors[name] = (g - want).norm().item() / max(want.norm().item(), 1e-30)
     model.zero_grad(set_to_none=True)
     first, last = _depth_ends(table)
@@ -128,7 +131,7 @@ class UpdateWatch:
     def before_step(self, model, step: int) -> None:
         self._before = None
         if step % self.every == 0:
-            self._before = {n: m.weight.detach().clone() for n, m in quant_layers(model, self.pattern)}
+            self._before = {n: latent_weight(m).detach().clone() for n, m in quant_layers(model, self.pattern)}
 
     def after_step(self, model, step: int) -> None:
         if self._before is None:
@@ -136,7 +139,7 @@ class UpdateWatch:
         ratios = {}
         for n, m in quant_layers(model, self.pattern):
             w0 = self._before[n]
-            ratios[n] = ((m.weight.detach() - w0).norm() / w0.norm().clamp(min=1e-12)).item()
+            ratios[n] = ((latent_weight(m).detach() - w0).norm() / w0.norm().clamp(min=1e-12)).item()
         vals = sorted(ratios.values())
         self.records.append({"step": step, "median": vals[len(vals) // 2], "max": vals[-1]})
         self._before = None

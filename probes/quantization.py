@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import torch
 
+from probes import bitlinear as bl
 from probes import reference as ref
-from probes.core import FAIL, Measurement, Subject, Threshold, probe, quant_layers
+from probes.core import FAIL, Measurement, Subject, Threshold, latent_weight, probe, quant_layers
 
 # Measured (bitcheck selftest, tiny preset; docs/PROBES.md "Self-test"): the largest zero share of any
 # layer is 0.32 at init and 0.378-0.385 after 400 steps (3 seeds); a planted collapse (one outlier
@@ -33,8 +34,18 @@ REF_ERROR = Threshold("max_relative_error", warn=1e-4, fail=1e-3,
 
 @torch.no_grad()
 def effective_weight(layer: torch.nn.Module) -> torch.Tensor:
-    """(out, in) weight the layer actually applies, read off its response to one-hot inputs."""
+    """(out, in) weight the layer actually applies, read off its response to one-hot inputs. A layer that
+    normalizes its input inside (probes/bitlinear.py) is read through its norm: one-hot rows scaled by
+    the norm's own output, or, where the norm mixes features, the weight operand its forward hands to
+    the matmul."""
     w = layer.weight
+    what, pre = bl.quantizer_input(layer)
+    if what != "none":
+        read = bl.diagonal_read(layer, pre)
+        if read is None:
+            read = bl.applied_weight(layer)
+        if read is not None:
+            return read
     eye = torch.eye(w.shape[1], dtype=w.dtype, device=w.device)  # (in, in)
     return layer(eye).T  # (out, in)
 
@@ -102,26 +113,48 @@ def quantization_applied(s: Subject):
     if not layers:
         return Measurement(None, [REF_ERROR], "no quantized layers found")
     g = torch.Generator().manual_seed(0)
-    errors = {}
+    errors, norms = {}, {}
     with torch.no_grad():
         for name, m in layers:
-            x = ref.clear_of_ties(torch.randn(16, m.weight.shape[1], generator=g)).to(m.weight)
-            x[0] = 0.0  # an all-zero token must also match (and stay finite)
-            codes = ref.ternary_codes(m.weight)[0]
-            ties = ref.near_ties(m.weight)
+            what, pre = bl.quantizer_input(m)
+            if what != "none":
+                norms[name] = what
+            w = latent_weight(m)
+            x = _probe_input(w.shape[1], g).to(w)
+            x = bl.clear_input(pre, x) if what != "none" else ref.clear_of_ties(x)
+            codes = ref.ternary_codes(w)[0]
+            ties = ref.near_ties(w)
             if ties.any():  # float rounding may send these either way: the layer's own code counts
                 codes = torch.where(ties, effective_weight(m).sign().to(codes.dtype), codes)
-            y, want = m(x), ref.bitlinear(x, m.weight, codes=codes)
+            try:  # (B, T, in) as a language model calls it; (N, in) for a layer that takes only that
+                y = m(x)
+            except RuntimeError:
+                x = x.flatten(0, 1)
+                y = m(x)
+            want = bl.reference_output(m, pre(x), codes=codes)
             denom = want.norm().item() or 1.0
             errors[name] = (y - want).norm().item() / denom if torch.isfinite(y).all() else float("inf")
     name, err = max(errors.items(), key=lambda kv: kv[1])
-    measured = Measurement(err, [REF_ERROR], f"largest relative error vs reference {err:.2e} ({name})",
+    inside = (f"; {len(norms)}/{len(layers)} layers normalize their input inside ({next(iter(norms.values()))}): "
+              "checked on the norm's output" if norms else "")
+    measured = Measurement(err, [REF_ERROR], f"largest relative error vs reference {err:.2e} ({name}){inside}",
                            "Layer output differs from F.linear(act_quant(x), weight_quant(W)): check the scale "
                            "convention (multiply by mean|W|, not 1/mean|W|), that weights are quantized in forward, "
-                           "and that activations are quantized per token to int8.", details={"relative_error": errors})
+                           "and that activations are quantized per token to int8.",
+                           details={"relative_error": errors, "input_norm": norms})
     if measured.judged() == FAIL and err > 1.0:
         measured.message += " (error > 100%: scale inverted or wrong by orders of magnitude)"
     return measured
+
+
+def _probe_input(n: int, g: torch.Generator) -> torch.Tensor:
+    """(2, 8, n) Gaussian tokens at scales 1/4..2, with an all-zero token (must match and stay finite) and a
+    token with one outlier feature: under a scale shared across the sequence (or a norm inside the layer
+    followed by one), the outlier coarsens the other tokens' grid and the output leaves the reference."""
+    x = torch.randn(2, 8, n, generator=g) * 2.0 ** (torch.arange(8) % 4 - 2).view(1, 8, 1)
+    x[0, 0] = 0.0
+    x[1, -1, 0] = 8.0 * n ** 0.5
+    return x
 
 
 class FlipWatch:
@@ -139,7 +172,7 @@ class FlipWatch:
     def after_step(self, model, step: int) -> None:
         if (step + 1) % self.every:
             return
-        codes = {n: ref.ternary_codes(m.weight)[0] for n, m in quant_layers(model, self.pattern)}
+        codes = {n: ref.ternary_codes(latent_weight(m))[0] for n, m in quant_layers(model, self.pattern)}
         if self._prev is not None:
             changed = sum(int((codes[n] != self._prev[n]).sum()) for n in codes)
             total = sum(c.numel() for c in codes.values())
@@ -180,9 +213,12 @@ def layer_inputs(model: torch.nn.Module, layers: list, x: torch.Tensor) -> dict[
 
 def other_token_change(layer: torch.nn.Module, inp: torch.Tensor) -> float:
     """max over tokens but the last of |layer(x') - layer(x)| / max|layer(x)|, where x' is x with its last
-    token (along dim -2) scaled by TOKEN_BOOST. 0 for any per-token quantizer."""
+    token (along dim -2) scaled by TOKEN_BOOST and given one outlier feature. 0 for any per-token quantizer.
+    The outlier is what a norm inside the layer keeps: it rescales the boosted token back to RMS 1, but
+    that token's absmax after the norm stays ~sqrt(in) against ~3 for the others."""
     boosted = inp.clone()
     boosted[..., -1, :] *= TOKEN_BOOST
+    boosted[..., -1, 0] = TOKEN_BOOST * inp.shape[-1] ** 0.5 * inp.abs().max().clamp(min=1e-6)
     with torch.no_grad():
         a, b = layer(inp)[..., :-1, :], layer(boosted)[..., :-1, :]
     return float((a - b).abs().max() / a.abs().max().clamp(min=1e-30))

@@ -4,8 +4,8 @@ import torch
 from bitcheck.bitnet.config import ModelConfig
 from bitcheck.bitnet.model import BitNet
 from bitcheck.bitnet.tasks import task_batches
+from bitcheck.judge.assess import decide
 from bitcheck.judge.subjects import task_subject
-from bitcheck.judge.verdict import decide
 from probes import run_probes
 from synthetic.arithmetic import ArithmeticTask
 

@@ -5,6 +5,7 @@ import torch
 from bitcheck.bitnet.config import ModelConfig
 from bitcheck.bitnet.model import BitNet
 from bitcheck.judge.assess import Report, assess
+from bitcheck.judge.facts import ABSENT, RunFacts
 from bitcheck.judge.subjects import LogitsOnly
 from bitcheck.judge.verdict import QUICK, STORIES, TENSORS, Category, Evidence, Verdict, judge
 from probes import Subject
@@ -18,10 +19,10 @@ def _verdict(status, category=Category.OK):
 
 def test_exit_codes():
     """0 for PASS, 1 for FAIL, 130 for a run interrupted before it passed."""
-    assert Report("x", _verdict("PASS"), {}, [], None).exit_code == 0
-    assert Report("x", _verdict("FAIL", Category.BUG), {}, [], None).exit_code == 1
-    assert Report("x", _verdict("FAIL", Category.INTERRUPTED), {}, [], None, stopped="interrupted").exit_code == 130
-    d = Report("quick-arith", _verdict("PASS"), {"a": 1}, HEALTHY, "runs/x").to_dict()
+    assert Report("x", _verdict("PASS"), RunFacts(), [], None).exit_code == 0
+    assert Report("x", _verdict("FAIL", Category.BUG), RunFacts(), [], None).exit_code == 1
+    assert Report("x", _verdict("FAIL", Category.INTERRUPTED), RunFacts(), [], None, stopped="interrupted").exit_code == 130
+    d = Report("quick-arith", _verdict("PASS"), RunFacts(steps=1), HEALTHY, "runs/x").to_dict()
     assert list(d) == ["command", "verdict", "metrics", "probes", "run_dir"] and d["verdict"]["category"] == "INFRASTRUCTURE OK"
 
 
@@ -31,11 +32,11 @@ def test_interrupt_runs_only_static_probes():
     torch.manual_seed(0)
     x = torch.randint(0, 21, (2, 16))
     subject = Subject(model=LogitsOnly(BitNet(cfg)), batches=[(x, x)])
-    after_ctrl_c = assess("quick-arith", subject, Evidence(stopped="interrupted", steps=5), {})
+    after_ctrl_c = assess("quick-arith", subject, Evidence(stopped="interrupted", steps=5), RunFacts())
     ran = {p["name"] for p in after_ctrl_c.probes if p["status"] != "SKIP"}
     assert ran and ran <= {"ternary_distribution", "quantization_applied", "inference_parity", "per_token_scale"}
     assert after_ctrl_c.verdict.category == Category.INTERRUPTED and after_ctrl_c.exit_code == 130
-    full = assess("quick-arith", subject, Evidence(steps=5), {})
+    full = assess("quick-arith", subject, Evidence(steps=5), RunFacts())
     assert {"causal_leak", "nonfinite"} <= {p["name"] for p in full.probes if p["status"] != "SKIP"}
 
 
@@ -67,3 +68,19 @@ def test_bisection_and_reference_in_the_tree():
     bug = HEALTHY + [{"name": "ste_gradient_flow", "status": "FAIL", "branch": "gradients", "value": 1.0}]
     swaps[1]["passed"] = True
     assert judge(bug, ev).part == "gradients/STE"  # a probe's finding comes first
+
+
+def test_facts_are_the_metrics_and_the_evidence():
+    """report.json's metrics are the facts a command set (None included, ABSENT left out), and the tree's
+    Evidence reads the same record: a text gap only where `learned` was measured."""
+    facts = RunFacts(task="arith", steps=12, final_loss=None, accuracy={"+": 1.0}, stopped="passed")
+    assert facts.metrics() == {"task": "arith", "final_loss": None, "steps": 12, "stopped": "passed",
+                               "accuracy": {"+": 1.0}}
+    e = facts.evidence([{"step": 1, "loss": 2.0}], True, "runs/x")
+    assert (e.steps, e.stopped, e.accuracy, e.task_passed, e.run_dir, e.text_gap) == (
+        12, "passed", {"+": 1.0}, True, "runs/x", None)
+    assert facts.val_bpb is ABSENT and e.val_bpb is None
+    gap = RunFacts(text_loss=3.0, unigram_entropy=4.0, ln_vocab=5.5, learned=True).evidence()
+    assert gap.text_gap == {"text_loss": 3.0, "unigram_entropy": 4.0, "ln_vocab": 5.5, "learned": True}
+    bisected = assess("quick-arith", Subject(model=None), Evidence(steps=5), facts, TENSORS)
+    assert bisected.to_dict()["metrics"] == facts.metrics()

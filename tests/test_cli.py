@@ -127,3 +127,24 @@ def test_other_quick_commands_short_run(tmp_path, command, keys):
     other = "quick-python" if command == "quick-json" else "quick-json"
     _one_line_error(runner.invoke(app, [other, "--resume", report["run_dir"]]), "run, not")
     _one_line_error(runner.invoke(app, [command, *FAST, "--preset", "nope"]), "unknown preset")
+
+
+def test_json_on_usage_error():
+    """With --json a user mistake is still exit 2 and one line on stderr, and stdout holds one JSON document
+    (an error object), so a script never parses an empty stdout."""
+    result = runner.invoke(app, ["quick-arith", *FAST, "--steps", "0", "--json"])
+    assert result.exit_code == 2
+    error = json.loads(result.stdout)
+    assert error["exit_code"] == 2 and "--steps must be positive" in error["error"]
+    assert "--steps must be positive" in result.stderr
+
+
+def test_user_code_prints_go_to_stderr(tmp_path):
+    """A user's model code that prints while it builds does not break --json: its text goes to stderr."""
+    from tests.user_models import UserLM
+    torch.manual_seed(0)
+    torch.save(UserLM(64).state_dict(), tmp_path / "init.pt")
+    result = runner.invoke(app, ["diagnose", str(tmp_path / "init.pt"), "--model", "tests.user_models:noisy", "--json"])
+    assert result.exit_code in (0, 1), result.output[-2000:]
+    assert json.loads(result.stdout)["command"] == "diagnose"
+    assert "using slow attention" in result.stderr and "using slow attention" not in result.stdout

@@ -3,7 +3,7 @@ import torch
 
 from bitcheck.bitnet.config import preset_config
 from bitcheck.bitnet.model import BitNet
-from bitcheck.judge.verdict import decide
+from bitcheck.judge.assess import decide
 from probes import SKIP, Subject, run_probes
 from probes.tensors import latent_candidates, unpack_hf
 

@@ -2,8 +2,13 @@
 in the user's own model code (tests/user_models.py), trained by their own trainer (tests/conftest.py
 `user_files`) and diagnosed through the CLI as a user would; each has a healthy control that must
 PASS (or, for a half-trained model, must not be blamed on any part)."""
-import pytest
+import json
 
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from bitcheck.commands.cli import app
 from bitcheck.judge.verdict import CONFIDENT_WRONG
 from tests.test_diagnose_user import diagnose, report, statuses
 from tests.user_models import LAYER_REGEX
@@ -42,6 +47,33 @@ def test_weights_not_loaded_is_a_loading_bug(user_files, bad, good, ckpt, named)
     ok = run(user_files, ckpt, good)
     assert ok["verdict"]["category"] == "INFRASTRUCTURE OK", ok["verdict"]
     assert probe(ok, "weights_loaded")["status"] == "PASS"
+
+
+def test_modules_the_checkpoint_never_had_are_not_loaded(user_files):
+    """A loader that adds sub-norms (left at their init of ones) under strict=False: a loading bug naming
+    them, although they are constant and a constant says nothing by its values alone."""
+    rep = run(user_files, "trained.pt", "added_sub_norms")  # with --text: it still predicts its text
+    v = rep["verdict"]
+    assert (v["category"], v["part"]) == ("INFRASTRUCTURE BUG", "checkpoint loading"), v
+    assert "sub" in probe(rep, "weights_loaded")["message"], probe(rep, "weights_loaded")["message"]
+
+
+def test_nan_weights_in_the_checkpoint_are_numerics_not_loading(user_files, tmp_path):
+    """A checkpoint that holds NaN weights was loaded faithfully: numerics names it, loading passes."""
+    sd = torch.load(user_files / "trained.pt", weights_only=True)
+    key = next(k for k in sd if k.endswith("weight") and sd[k].dim() == 2 and "blocks.0" in k)
+    sd[key][0, 0] = float("nan")
+    (tmp_path / "tokenizer.json").write_bytes((user_files / "tokenizer.json").read_bytes())
+    (tmp_path / "text.txt").write_bytes((user_files / "text.txt").read_bytes())
+    torch.save(sd, tmp_path / "nan.pt")
+    # not through run(): the generation probes' ERROR details carry the sampler's traceback, as they should
+    result = CliRunner().invoke(app, ["diagnose", str(tmp_path / "nan.pt"), "--model", "tests.user_models:healthy",
+                                      "--tokenizer", str(tmp_path / "tokenizer.json"), "--text",
+                                      str(tmp_path / "text.txt"), "--json"])
+    rep = json.loads(result.stdout)
+    assert "nonfinite" in rep["verdict"]["diagnosis"] and "blocks.0" in rep["verdict"]["diagnosis"]
+    assert probe(rep, "weights_loaded")["status"] == "PASS", probe(rep, "weights_loaded")
+    assert (rep["verdict"]["category"], rep["verdict"]["part"]) == ("INFRASTRUCTURE BUG", "numerics"), rep["verdict"]
 
 
 def test_half_trained_model_is_not_generation_broken(user_files):

@@ -1,5 +1,6 @@
 """The decision tree: which verdict and part each combination of results leads to."""
-from bitcheck.judge.verdict import decide, loss_trend
+from bitcheck.judge.assess import decide
+from bitcheck.judge.verdict import loss_trend
 
 
 def P(name, status, branch):

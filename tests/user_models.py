@@ -99,6 +99,12 @@ def healthy(path):
     return _bundle(load(path))
 
 
+def noisy(path):
+    """Healthy, but prints while it builds, as real model code does ("using slow attention")."""
+    print("WARNING: flash attention not found, using slow attention")
+    return healthy(path)
+
+
 def with_tokenizer(path):
     """(model, tokenizer): the tokenizer.json saved beside the checkpoint."""
     from pathlib import Path
@@ -191,6 +197,15 @@ def prefixed_stripped(path):
     sd = torch.load(path, map_location="cpu", weights_only=True)
     model = UserLM(sd["model.tok.weight"].shape[0])
     model.load_state_dict({k.removeprefix("model."): v for k, v in sd.items()})
+    return _bundle(model)
+
+
+def added_sub_norms(path):
+    """A loader for a model with sub-norms the checkpoint never had, with strict=False: they stay at their
+    init of ones (what a version bump of the model code does to old checkpoints)."""
+    sd = torch.load(path, map_location="cpu", weights_only=True)
+    model = UserLM(sd["tok.weight"].shape[0], sub_norms=True)
+    model.load_state_dict(sd, strict=False)
     return _bundle(model)
 
 

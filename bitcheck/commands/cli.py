@@ -7,6 +7,7 @@ Every user mistake the library finds is a `bitcheck.errors.UserError`; `_cli` ma
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
@@ -59,18 +60,39 @@ DataOpt = Annotated[str, typer.Option(
          "datasets' save_to_disk, or synthetic[:N] (generated stories, offline).")]
 
 
+# stdout is bitcheck's alone: while a command runs, anything else prints (the user's model code at import or
+# build, a library's warning) goes to stderr, and bitcheck writes its data to the stdout it was given
+_STDOUT: list = []
+
+
+def _out():
+    """The command's real stdout (sys.stdout outside a command)."""
+    return _STDOUT[-1] if _STDOUT else sys.stdout
+
+
+def _echo(text: str) -> None:
+    print(text, file=_out(), flush=True)
+
+
 def _cli(command):
-    """A command whose user mistakes (UserError) are one red line on stderr and exit 2."""
+    """A command whose user mistakes (UserError) are one red line on stderr and exit 2 (with --json, also an
+    error object on stdout: a script always parses one JSON document), and whose stdout holds only its data."""
     @functools.wraps(command)
     def run(*args, **kwargs):
+        _STDOUT.append(sys.stdout)
         try:
-            return command(*args, **kwargs)
+            with contextlib.redirect_stdout(sys.stderr):
+                return command(*args, **kwargs)
         except UserError as e:
-            _fail_usage(str(e))
+            _fail_usage(str(e), kwargs.get("json_out", False))
+        finally:
+            _STDOUT.pop()
     return run
 
 
-def _fail_usage(message: str) -> None:
+def _fail_usage(message: str, json_out: bool = False) -> None:
+    if json_out:
+        _echo(json.dumps({"error": message, "exit_code": 2}, indent=2))
     Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
@@ -86,19 +108,19 @@ def _show(report, json_out: bool) -> None:
     """The judge's Report on stdout (JSON with --json, the summary on stderr then), and its exit code."""
     data = report.to_dict()
     if json_out:
-        typer.echo(json.dumps(render.clean(data), indent=2))
+        _echo(json.dumps(render.clean(data), indent=2))
         render.render_terminal(data, Console(stderr=True))
     else:
-        render.render_terminal(data, Console())
+        render.render_terminal(data, Console(file=_out()))
     raise typer.Exit(report.exit_code)
 
 
 def _print(result, json_out: bool, renderer) -> None:
     """A listing or an Outcome's data: JSON on stdout with --json, else the renderer's view."""
     if json_out:
-        typer.echo(json.dumps(render.clean(result), indent=2))
+        _echo(json.dumps(render.clean(result), indent=2))
     else:
-        renderer(result, Console())
+        renderer(result, Console(file=_out()))
 
 
 def _finish(outcome, json_out: bool, renderer) -> None:
@@ -411,13 +433,13 @@ def report(
     run = RunDir(run_dir)
     data = render.read_report(run)
     if format == "json":
-        typer.echo(json.dumps(render.clean(data), indent=2))
+        _echo(json.dumps(render.clean(data), indent=2))
     elif format == "md":
-        typer.echo(render.render_markdown(data))
+        _echo(render.render_markdown(data))
     elif format == "html":
-        typer.echo(render.render_html(data, run.read_jsonl(run.metrics), run.read_jsonl(run.evals)))
+        _echo(render.render_html(data, run.read_jsonl(run.metrics), run.read_jsonl(run.evals)))
     else:
-        render.render_terminal(data, Console())
+        render.render_terminal(data, Console(file=_out()))
     raise typer.Exit(saved_exit_code(data))
 
 

@@ -19,8 +19,9 @@ from bitcheck.bitnet.config import ConfigError, TrainConfig
 from bitcheck.bitnet.rundir import RunDir, append_jsonl
 from bitcheck.bitnet.train import schedule
 from bitcheck.judge.assess import Report, assess
+from bitcheck.judge.facts import RunFacts
 from bitcheck.judge.report import write_report
-from bitcheck.judge.verdict import CURVE, Evidence
+from bitcheck.judge.verdict import CURVE
 from bitcheck.user.runlog import LogError, RunLog, RunSpec, read_log, read_spec
 from probes import History, Subject
 from probes.curve import FIT_START, MIN_FIT_POINTS, fit_start
@@ -114,7 +115,7 @@ def loss_key(log: RunLog, choice: str) -> tuple[str, str]:
     return "loss", f"training loss ({log.columns.get('loss')}, {len(trains)} points{why})"
 
 
-def curve_subject(log: RunLog, spec: RunSpec, key: str) -> tuple[Subject, dict]:
+def curve_subject(log: RunLog, spec: RunSpec, key: str) -> tuple[Subject, RunFacts]:
     """The Subject of a training log (probes/curve.py reads `history`) and the facts for the report."""
     rows = log.rows
     last = rows[-1]["step"]
@@ -137,8 +138,8 @@ def curve_subject(log: RunLog, spec: RunSpec, key: str) -> tuple[Subject, dict]:
                       schedule_name=None if spec.origin.get("schedule", "").startswith("not named") else spec.schedule,
                       capacity={"params": spec.params, "embedding_params": spec.embedding_params, "tied": spec.tied,
                                 "tokens": tokens})
-    facts = {"log": log.source, "steps": last, "tokens": tokens, "lr_used": lr_source or "none (assumed constant)",
-             "columns": log.columns, "spec": spec.to_dict()}
+    facts = RunFacts(log=log.source, steps=last, tokens=tokens, lr_used=lr_source or "none (assumed constant)",
+                     columns=log.columns, spec=spec.to_dict())
     return Subject(model=None, history=history), facts
 
 
@@ -176,9 +177,8 @@ def check_curve(opts: CurveOptions) -> Report:
                                        **{k: r[k] for k in ("lr", "weight_decay", "grad_norm", "tokens") if k in r}})
         if "val_loss" in r:
             append_jsonl(run.evals, {"step": r["step"], "val_loss": r["val_loss"]})
-    metrics = {**facts, "loss_used": which, "upto": opts.upto}
-    evidence = Evidence(steps=facts["steps"], run_dir=str(run.path))
-    report = assess("curve", subject, evidence, metrics, CURVE, run_dir=str(run.path))
+    facts = facts.with_(loss_used=which, upto=opts.upto)
+    report = assess("curve", subject, facts.evidence(run_dir=str(run.path)), facts, CURVE, run_dir=str(run.path))
     write_report(run, report.to_dict())
     for empty in (run.checkpoints, run.samples.parent):  # a log has no checkpoints or samples of its own
         if empty.is_dir() and not any(empty.iterdir()):

@@ -34,9 +34,10 @@ from bitcheck.bitnet.tasks import build_task, score_task, task_batches
 from bitcheck.bitnet.train import resolve_device
 from bitcheck.errors import UserError, first_line
 from bitcheck.judge.assess import Report, assess, run_curve
+from bitcheck.judge.facts import RunFacts
 from bitcheck.judge.report import write_report
 from bitcheck.judge.subjects import stories_subject, task_subject, tensors_subject
-from bitcheck.judge.verdict import MIN_POINTS, QUICK, STORIES, TENSORS, USER, Evidence
+from bitcheck.judge.verdict import MIN_POINTS, QUICK, STORIES, TENSORS, USER
 from bitcheck.user import hf
 from bitcheck.user.factory import UserModelError, call_factory, text_batches
 from bitcheck.user.subjects import user_subject
@@ -140,8 +141,8 @@ def _diagnose_ours(ckpt: ckpts.Checkpoint, path: Path, device: str, out: str | N
     _, prefixes = ckpts.strip_prefixes(ckpt.model_state_dict)
     run = _run_dir_of(path)
     where = out or (str(run.path) if run else None)
-    metrics = {"file": str(path), "format": "bitcheck checkpoint", "task": ckpt.task.get("name"), "steps": ckpt.step,
-               "params": model.num_params(), "vocab_size": mcfg.vocab_size, "ln_vocab": math.log(mcfg.vocab_size)}
+    facts = RunFacts(file=str(path), format="bitcheck checkpoint", task=ckpt.task.get("name"), steps=ckpt.step,
+                     params=model.num_params(), vocab_size=mcfg.vocab_size, ln_vocab=math.log(mcfg.vocab_size))
     name = ckpt.task.get("name")
     if name == "tinystories":
         # its tokenizer and the validation text it carries drive the probes
@@ -156,11 +157,11 @@ def _diagnose_ours(ckpt: ckpts.Checkpoint, path: Path, device: str, out: str | N
             raise DiagnoseError(f"{path}: the checkpoint carries too little text for the probes") from None
         evals = [r for r in run.read_jsonl(run.evals) if r.get("step", 0) <= ckpt.step] if run else []
         last = evals[-1] if evals else {}
-        metrics.update(val_loss=last.get("val_loss"), val_bpb=last.get("val_bpb"))
+        facts = facts.with_(val_loss=last.get("val_loss"), val_bpb=last.get("val_bpb"))
         # the STORIES policy decides PASS from the bits per byte (none outside the run: nothing says)
         curve = run_curve(run, ckpt.step, validation=True, min_points=MIN_POINTS) if run else []
-        evidence = Evidence.from_metrics(metrics, curve, None, where or str(path))
-        return assess("diagnose", stories_subject(model, mcfg, tok, batches, text), evidence, metrics, STORIES,
+        evidence = facts.evidence(curve, None, where or str(path))
+        return assess("diagnose", stories_subject(model, mcfg, tok, batches, text), evidence, facts, STORIES,
                       run_dir=where)
     try:
         task = build_task(name, ckpt.task)
@@ -178,10 +179,10 @@ def _diagnose_ours(ckpt: ckpts.Checkpoint, path: Path, device: str, out: str | N
     subject = task_subject(model, mcfg, task, batches, seed, answer_only=answer_only)
     _, score, passed = score_task(model, task)
     scalars = [r for r in run.read_jsonl(run.metrics) if r.get("step", 0) <= ckpt.step] if run else []
-    metrics.update(prefixes_stripped=prefixes, accuracy=score["per_group"], pass_criteria=task.pass_criteria(),
-                   failures=score["failures"], final_loss=scalars[-1]["loss"] if scalars else None)
-    evidence = Evidence.from_metrics(metrics, scalars, passed, where or str(path))
-    return assess("diagnose", subject, evidence, metrics, QUICK, run_dir=where)
+    facts = facts.with_(prefixes_stripped=prefixes, accuracy=score["per_group"], pass_criteria=task.pass_criteria(),
+                        failures=score["failures"], final_loss=scalars[-1]["loss"] if scalars else None)
+    return assess("diagnose", subject, facts.evidence(scalars, passed, where or str(path)), facts, QUICK,
+                  run_dir=where)
 
 
 def _run_dir_of(path: Path) -> RunDir | None:
@@ -197,9 +198,9 @@ def _run_dir_of(path: Path) -> RunDir | None:
 def _diagnose_tensors(obj: object, path: Path, fmt: str, out: str | None) -> Report:
     sd, nested = find_state_dict(obj, str(path))
     sd, prefixes = ckpts.strip_prefixes(sd)
-    metrics = {"file": str(path), "format": fmt if fmt == "safetensors" else "state dict",
-               "nested_under": nested, "prefixes_stripped": prefixes, "tensors": len(sd), "params": count_params(sd)}
-    return assess("diagnose", tensors_subject(sd), Evidence(run_dir=str(path)), metrics, TENSORS, run_dir=out)
+    facts = RunFacts(file=str(path), format=fmt if fmt == "safetensors" else "state dict", nested_under=nested,
+                     prefixes_stripped=prefixes, tensors=len(sd), params=count_params(sd))
+    return assess("diagnose", tensors_subject(sd), facts.evidence(run_dir=str(path)), facts, TENSORS, run_dir=out)
 
 
 def count_params(sd: dict[str, torch.Tensor]) -> int:
@@ -215,7 +216,7 @@ def count_params(sd: dict[str, torch.Tensor]) -> int:
 
 def _diagnose_user(factory, path: Path, device: str, tokenizer: str | None, text: str | None,
                    layers: str | None, out: str | None) -> Report:
-    subject, facts = user_subject(call_factory(factory, str(path)), device, tokenizer, text, layers)
+    subject, found = user_subject(call_factory(factory, str(path)), device, tokenizer, text, layers)
     try:  # the checkpoint's own tensors, to check that the factory loaded them (probes/loading.py)
         subject.tensors = (hf.folder_tensors(path) if hf.is_folder(path)
                            else find_state_dict(load_file(path)[0], str(path))[0])
@@ -223,10 +224,9 @@ def _diagnose_user(factory, path: Path, device: str, tokenizer: str | None, text
         subject.skip["weights_loaded"] = f"the checkpoint file is not a state dict bitcheck can read ({e})"
     if hf.is_folder(path):
         config = hf.read_config(path)
-        facts.update(model_type=config.get("model_type"), quantization_config=config.get("quantization_config"))
-    learned = facts.get("learned")  # None without --text: nothing says whether the model learned
-    metrics = {"file": str(path), "format": "hugging face folder" if hf.is_folder(path) else "user model",
-               "factory": getattr(factory, "__name__", str(factory)),
-               "text": text, "tokenizer": tokenizer, **facts}
-    return assess("diagnose", subject, Evidence.from_metrics(metrics, [], learned, str(path)), metrics, USER,
+        found.update(model_type=config.get("model_type"), quantization_config=config.get("quantization_config"))
+    facts = RunFacts(file=str(path), format="hugging face folder" if hf.is_folder(path) else "user model",
+                     factory=getattr(factory, "__name__", str(factory)), text=text, tokenizer=tokenizer, **found)
+    learned = facts.known("learned")  # None without --text: nothing says whether the model learned
+    return assess("diagnose", subject, facts.evidence([], learned, str(path)), facts, USER,
                   run_dir=out)

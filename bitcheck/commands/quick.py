@@ -34,9 +34,10 @@ from bitcheck.bitnet.tasks import (
 )
 from bitcheck.bitnet.train import Stop, Trainer, resolve_device
 from bitcheck.judge.assess import Report, assess
+from bitcheck.judge.facts import RunFacts
 from bitcheck.judge.report import write_report
 from bitcheck.judge.subjects import make_watchers, task_subject
-from bitcheck.judge.verdict import QUICK, Evidence
+from bitcheck.judge.verdict import QUICK
 from bitcheck.user.adapter import Adapter, ModelSpec, build_for_training, load_adapter
 from bitcheck.user.bisection import bisect, reference_run
 from bitcheck.user.session import USER_HORIZON
@@ -163,10 +164,10 @@ def _run_ours(s: _Setup) -> Report:
     torch.manual_seed(s.tcfg.seed)
     model = BitNet(s.mcfg)
     watchers = make_watchers()
-    run, trainer, result, batches, metrics, scalars = _train(s, model, watchers, {})
+    run, trainer, result, batches, facts, scalars = _train(s, model, watchers, {})
     subject = task_subject(model, s.mcfg, s.task, batches, s.tcfg.seed, watchers, trainer.optimizer,
                            answer_only=s.answer_only)
-    return _judge(s, run, subject, result, metrics, scalars, retrain=None)
+    return _judge(s, run, subject, result, facts, scalars, retrain=None)
 
 
 def _run_theirs(s: _Setup, adapter: Adapter) -> Report:
@@ -183,15 +184,16 @@ def _run_theirs(s: _Setup, adapter: Adapter) -> Report:
     model, optimizer, user_schedule = build_for_training(adapter, s.mcfg, tcfg, layers,
                                                          str(resolve_device(tcfg.device)))
     watchers = own_watchers(layers, optimizer)
-    run, trainer, result, batches, metrics, scalars = _train(
+    run, trainer, result, batches, facts, scalars = _train(
         s, model, watchers, {"model": adapter.source, "layers": layers}, optimizer, user_schedule)
-    metrics["reference"] = TASKS[opts.task].reference
+    facts = facts.with_(reference=TASKS[opts.task].reference)
     if opts.reference:
-        metrics["curve"] = [{"step": e["step"], **e["score"]["per_group"]} for e in run.read_jsonl(run.evals)
-                            if "score" in e]
-        ref = metrics["reference_run"] = reference_run(s.mcfg, tcfg, s.task, s.answer_only, run, opts.progress)
-        metrics["reference"] = (f"bitcheck's BitNet of the same shape, trained in this run under the same recipe, "
-                                f"{'passed at' if ref['passed'] else 'did not pass in'} {ref['steps']} steps")
+        ref = reference_run(s.mcfg, tcfg, s.task, s.answer_only, run, opts.progress)
+        facts = facts.with_(
+            curve=[{"step": e["step"], **e["score"]["per_group"]} for e in run.read_jsonl(run.evals) if "score" in e],
+            reference_run=ref,
+            reference=(f"bitcheck's BitNet of the same shape, trained in this run under the same recipe, "
+                       f"{'passed at' if ref['passed'] else 'did not pass in'} {ref['steps']} steps"))
     spec = ModelSpec.from_config(s.mcfg)
     subject = own_model_subject(model.net, s.task, batches, tcfg.seed, adapter.hooks(lambda: adapter.build(spec)),
                                 own_history(watchers, trainer, tcfg, scalars), layers, s.answer_only,
@@ -199,12 +201,12 @@ def _run_theirs(s: _Setup, adapter: Adapter) -> Report:
 
     def retrain():  # asked by the judge only when the user's model did not learn and no probe said why
         return bisect(adapter, s.mcfg, tcfg, s.task, s.answer_only, layers, run, REFERENCE_SCHEDULE, opts.progress)
-    return _judge(s, run, subject, result, metrics, scalars, retrain=retrain if opts.bisect else None)
+    return _judge(s, run, subject, result, facts, scalars, retrain=retrain if opts.bisect else None)
 
 
 def _train(s: _Setup, model, watchers: list, task_extra: dict, optimizer=None, user_schedule=None):
     """The run directory, config.json and the training itself (resumed from the checkpoint, if any).
-    Returns (run, trainer, result, batches, metrics, scalars)."""
+    Returns (run, trainer, result, batches, facts, scalars)."""
     opts, tcfg, task = s.opts, s.tcfg, s.task
     run = s.run or RunDir.create(opts.out, f"{task.name}-s{opts.seed}")
     task_meta = {"name": opts.task, **task_options(task), "answer_only": s.answer_only, **task_extra}
@@ -226,21 +228,18 @@ def _train(s: _Setup, model, watchers: list, task_extra: dict, optimizer=None, u
     result = trainer.run(evaluate=make_evaluator(task, log_samples, val))
     scalars = run.read_jsonl(run.metrics)
     score = (result.last_eval.score if result.last_eval else None) or {}
-    metrics = {
-        "task": opts.task, "preset": opts.preset or _preset_name(s.mcfg), **trainer.summary(result, scalars),
-        "accuracy": score.get("per_group", {}), "pass_criteria": task.pass_criteria(),
-        "failures": score.get("failures", []), "checkpoint": result.checkpoint,
-    }
+    facts = RunFacts(task=opts.task, preset=opts.preset or _preset_name(s.mcfg), **trainer.summary(result, scalars),
+                     accuracy=score.get("per_group", {}), pass_criteria=task.pass_criteria(),
+                     failures=score.get("failures", []), checkpoint=result.checkpoint)
     if tcfg.stall_evals:  # a run that stops when it stalls knows whether it was still improving
-        metrics["improving"] = result.stopped != Stop.STALLED
-        metrics["stall"] = trainer.stall.describe(tcfg)
-    return run, trainer, result, batches, metrics, scalars
+        facts = facts.with_(improving=result.stopped != Stop.STALLED, stall=trainer.stall.describe(tcfg))
+    return run, trainer, result, batches, facts, scalars
 
 
-def _judge(s: _Setup, run: RunDir, subject, result, metrics: dict, scalars: list[dict], retrain) -> Report:
+def _judge(s: _Setup, run: RunDir, subject, result, facts: RunFacts, scalars: list[dict], retrain) -> Report:
     passed = bool(result.last_eval and result.last_eval.passed)
-    evidence = Evidence.from_metrics(metrics, scalars, passed, str(run.path))
-    report = assess(s.command, subject, evidence, metrics, QUICK, run_dir=str(run.path), retrain=retrain)
+    report = assess(s.command, subject, facts.evidence(scalars, passed, str(run.path)), facts, QUICK,
+                    run_dir=str(run.path), retrain=retrain)
     write_report(run, report.to_dict())
     return report
 

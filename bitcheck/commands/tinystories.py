@@ -30,6 +30,7 @@ from bitcheck.bitnet.rundir import RunDir, RunDirError, append_jsonl, atomic_wri
 from bitcheck.bitnet.textdata import HUB_DEFAULT, SEPARATOR, TokenBatches, TokenCache, build_cache, open_source
 from bitcheck.bitnet.train import Dist, Evaluation, Trainer, close_distributed, init_distributed, resolve_device
 from bitcheck.judge.assess import Report, assess, run_curve
+from bitcheck.judge.facts import RunFacts
 from bitcheck.judge.report import write_report
 from bitcheck.judge.subjects import STORY_PROMPTS as PROMPTS
 from bitcheck.judge.subjects import make_watchers, stories_subject
@@ -169,11 +170,11 @@ def write_samples(model, tok, eos, run: RunDir, step: int, console=None) -> list
     return samples
 
 
-def stories_evidence(metrics: dict, run: RunDir, upto: int | None = None) -> Evidence:
+def stories_evidence(facts: RunFacts, run: RunDir, upto: int | None = None) -> Evidence:
     """The evidence of a stories run: its validation curve (cut at step `upto` for an older checkpoint)
     and its validation bits per byte, which the STORIES policy holds to its bar."""
     curve = run_curve(run, upto, validation=True, min_points=MIN_POINTS)
-    return Evidence.from_metrics(metrics, curve, None, str(run.path))
+    return facts.evidence(curve, None, str(run.path))
 
 
 def _configs(opts: StoriesOptions, tok, dist: Dist) -> tuple[ModelConfig, TrainConfig]:
@@ -269,13 +270,12 @@ def _run_stories(opts: StoriesOptions, resume: str | None, dist: Dist, device: s
     samples = write_samples(model, tok, tok.token_to_id(SEPARATOR), run, result.step) \
         if "samples" not in last else last["samples"]
     scalars = run.read_jsonl(run.metrics)
-    metrics = {
-        "task": "tinystories", "data": source.name, "preset": opts.preset, **trainer.summary(result, scalars),
-        "val_loss": last.get("val_loss"), "val_bpb": last.get("val_bpb"), "pass_bpb": PASS_BPB,
-        "val_unigram_entropy": val_unigram_entropy(cache, mcfg.vocab_size),
-        "bytes_per_token": cache.bytes_per_token("val"), "train_tokens": cache.meta["train"]["tokens"],
-        "world_size": dist.world, "global_batch": tcfg.batch_size, "samples": samples, "checkpoint": result.checkpoint,
-    }
+    facts = RunFacts(
+        task="tinystories", data=source.name, preset=opts.preset, **trainer.summary(result, scalars),
+        val_loss=last.get("val_loss"), val_bpb=last.get("val_bpb"), pass_bpb=PASS_BPB,
+        val_unigram_entropy=val_unigram_entropy(cache, mcfg.vocab_size),
+        bytes_per_token=cache.bytes_per_token("val"), train_tokens=cache.meta["train"]["tokens"],
+        world_size=dist.world, global_batch=tcfg.batch_size, samples=samples, checkpoint=result.checkpoint)
     fed = [batches(i, 0) for i in range(2)]
     if adapter is None:
         subject = stories_subject(model, mcfg, tok, fed, probe_text, watchers, trainer.optimizer)
@@ -283,6 +283,6 @@ def _run_stories(opts: StoriesOptions, resume: str | None, dist: Dist, device: s
         subject = stories_own_subject(model.net, mcfg, tok, fed, probe_text,
                                       adapter.hooks(lambda: adapter.build(ModelSpec.from_config(mcfg))),
                                       own_history(watchers, trainer, tcfg, scalars), opts.layers)
-    report = assess("tinystories", subject, stories_evidence(metrics, run), metrics, STORIES, run_dir=str(run.path))
+    report = assess("tinystories", subject, stories_evidence(facts, run), facts, STORIES, run_dir=str(run.path))
     write_report(run, report.to_dict())
     return report

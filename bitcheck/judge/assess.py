@@ -1,6 +1,6 @@
 """The one judge: a Subject and the evidence of a run or a file -> probes -> decision tree -> Report.
 
-    report = assess("quick-arith", subject, evidence, metrics, QUICK, run_dir=str(run.path))
+    report = assess("quick-arith", subject, facts.evidence(curve, passed, where), facts, QUICK, run_dir=str(run.path))
     write_report(run, report.to_dict()); return report      # the CLI renders it and exits report.exit_code
 
 Every command builds its (Subject, Evidence) and calls `assess`; nothing else runs the probes and the
@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 from bitcheck.bitnet.rundir import RunDir
+from bitcheck.judge.facts import RunFacts
 from bitcheck.judge.subjects import probe_results
-from bitcheck.judge.verdict import QUICK, Category, Evidence, Policy, Verdict, judge
+from bitcheck.judge.verdict import QUICK, STEEP_DROP, Category, Evidence, Policy, Verdict, judge
 from probes import Subject
 
 # exit codes of every command (README, "Exit codes"); 2, a user mistake, is the CLI's (errors.UserError)
@@ -31,14 +32,14 @@ RETRAIN_EXPLAINS = (Category.UNDERTRAINED, Category.TOO_SMALL)
 class Report:
     command: str
     verdict: Verdict
-    metrics: dict
+    facts: RunFacts  # report.json's metrics derive from it
     probes: list[dict]
     run_dir: str | None
     stopped: str | None = None  # how the run ended (a bitcheck.bitnet.train.Stop value), for the exit code
 
     def to_dict(self) -> dict:
         """report.json's schema: command, verdict, metrics, probes, run_dir."""
-        return {"command": self.command, "verdict": self.verdict.to_dict(), "metrics": self.metrics,
+        return {"command": self.command, "verdict": self.verdict.to_dict(), "metrics": self.facts.metrics(),
                 "probes": self.probes, "run_dir": self.run_dir}
 
     @property
@@ -85,23 +86,32 @@ def selftest_outcome(result: dict) -> Outcome:
     return Outcome("selftest", bool(result["ok"]), result)
 
 
-def assess(command: str, subject: Subject | None, evidence: Evidence, metrics: dict, policy: Policy = QUICK,
+def assess(command: str, subject: Subject | None, evidence: Evidence, facts: RunFacts, policy: Policy = QUICK,
            run_dir: str | None = None, probes: list[dict] | None = None,
            retrain: Callable[[], list[dict]] | None = None) -> Report:
-    """Run the probes on `subject` and the tree on their results with `evidence`; `run_dir` is the
+    """Run the probes on `subject` and the tree on their results with `evidence` (from `facts`, which
+    the report carries as its metrics: bitcheck/judge/facts.py); `run_dir` is the
     report's run directory (None for a file diagnosed outside one). `probes`: results already run on
     this subject. `retrain`: () -> bisection rows ({"swap", "passed", "steps", ...}, bitcheck/user/bisection.py),
     called once when the verdict is UNDERTRAINED or MODEL TOO SMALL after a run that was not
-    interrupted; the rows become `metrics["bisection"]` and evidence, and the tree judges again."""
+    interrupted; the rows become a fact and evidence, and the tree judges again."""
     if probes is None:
         probes = probe_results(subject, kinds=("static",) if evidence.stopped == "interrupted" else policy.kinds)
     verdict = judge(probes, evidence, policy)
     if (retrain is not None and evidence.stopped != "interrupted" and not evidence.bisection
             and verdict.category in RETRAIN_EXPLAINS):
-        metrics["bisection"] = retrain()
-        evidence = dataclasses.replace(evidence, bisection=metrics["bisection"])
+        facts = facts.with_(bisection=retrain())
+        evidence = dataclasses.replace(evidence, bisection=facts.bisection)
         verdict = judge(probes, evidence, policy)
-    return Report(command, verdict, metrics, probes, run_dir, evidence.stopped)
+    return Report(command, verdict, facts, probes, run_dir, evidence.stopped)
+
+
+def decide(probes: list[dict], metrics: dict, scalars: list[dict], task_passed: bool | None,
+           run_dir: str = "RUN_DIR", steep_drop: float = STEEP_DROP) -> dict:
+    """The tree on plain data: a report's metrics dict and loss-curve rows -> the verdict dict
+    {status, category, part, diagnosis, evidence, next_steps}."""
+    return judge(probes, RunFacts(**metrics).evidence(scalars, task_passed, run_dir),
+                 Policy(steep_drop=steep_drop)).to_dict()
 
 
 def run_curve(run: RunDir, upto: int | None = None, validation: bool = False, min_points: int = 0) -> list[dict]:

@@ -1,7 +1,6 @@
 """The decision tree: probe results + the evidence of a run or a file -> one verdict.
 
     verdict = judge(probes, Evidence(task_passed=True, ...), QUICK)    # typed
-    decide(probes, metrics, scalars, task_passed) -> dict               # the same on plain data
 
 Following the seed design's debugging tree, every exit in order (`_tree`):
    1. any probe of an infrastructure part FAILs (or crashes) -> INFRASTRUCTURE BUG, naming the part
@@ -132,7 +131,8 @@ class Category(str, Enum):
 
 @dataclass
 class Evidence:
-    """What a run or a file shows besides the probes."""
+    """What a run or a file shows besides the probes, as the tree reads it (built by RunFacts.evidence,
+    bitcheck/judge/facts.py)."""
     task_passed: bool | None = None  # the task's PASS criteria held (None: nothing says)
     accuracy: dict | None = None  # the task's per-group score, quoted by an OK verdict
     curve: list[dict] = field(default_factory=list)  # loss curve rows {"loss": ...}, oldest first
@@ -146,19 +146,6 @@ class Evidence:
     reference: str | None = None  # what bitcheck's own BitNet measured on this task (a user's model or loop)
     bisection: list[dict] | None = None  # retrains with one component swapped for bitcheck's (bitcheck/user/bisection.py)
     run_dir: str = "RUN_DIR"  # where next steps point (--resume)
-
-    @classmethod
-    def from_metrics(cls, metrics: dict, curve: list[dict], task_passed: bool | None,
-                     run_dir: str | None = None) -> "Evidence":
-        """The evidence a report's metrics carry (the keys every command writes)."""
-        gap = {k: metrics[k] for k in ("text_loss", "text_entropy", "unigram_entropy", "ln_vocab", "learned")
-               if k in metrics}
-        return cls(task_passed=task_passed, accuracy=metrics.get("accuracy"), curve=list(curve),
-                   steps=metrics.get("steps"), elapsed_s=metrics.get("elapsed_s"), stopped=metrics.get("stopped"),
-                   improving=metrics.get("improving"), stall=metrics.get("stall"), val_bpb=metrics.get("val_bpb"),
-                   text_gap=gap if "learned" in gap else None, reference=metrics.get("reference"),
-                   bisection=metrics.get("bisection"),
-                   run_dir=run_dir or "RUN_DIR")
 
 
 @dataclass(frozen=True)
@@ -418,14 +405,6 @@ def _weak_samples(probes: list[dict], gen_bad: set[str], ev: Evidence) -> Verdic
         + ". A correct decoder on a half-trained model writes such text: train longer, or use a larger model."),
         found, ["Train longer and rerun; if the samples stay poor while the loss falls, compare your generate "
                 "with a plain full-forward sampler.", *TOO_SMALL_NEXT[:1]])
-
-
-def decide(probes: list[dict], metrics: dict, scalars: list[dict], task_passed: bool | None,
-           run_dir: str = "RUN_DIR", steep_drop: float = STEEP_DROP) -> dict:
-    """The tree on plain data: a report's metrics dict and loss-curve rows -> the verdict dict
-    {status, category, part, diagnosis, evidence, next_steps}."""
-    return judge(probes, Evidence.from_metrics(metrics, scalars, task_passed, run_dir),
-                 Policy(steep_drop=steep_drop)).to_dict()
 
 
 def _all_passed(probes: list[dict]) -> str:

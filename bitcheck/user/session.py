@@ -46,9 +46,10 @@ from bitcheck.bitnet.tasks import (
 )
 from bitcheck.bitnet.train import Evaluation, Stall, Stop
 from bitcheck.judge.assess import Report, assess
+from bitcheck.judge.facts import RunFacts
 from bitcheck.judge.report import write_report
 from bitcheck.judge.subjects import training_history
-from bitcheck.judge.verdict import QUICK, Evidence
+from bitcheck.judge.verdict import QUICK
 from bitcheck.user.adapter import ModelSpec, Recipe, UserNet
 from bitcheck.user.bisection import retrain
 from bitcheck.user.hooks import Hooks
@@ -167,14 +168,14 @@ class Session:
                                           step=self.steps))
         scalars = self.run.read_jsonl(self.run.metrics)
         score = self.last_eval.score or {}
-        metrics = {"task": self.name, "loop": "user", "params": sum(p.numel() for p in model.parameters()),
-                   "steps": self.steps, "stopped": stopped.value, "elapsed_s": round(time.perf_counter() - self.start, 2),
-                   "loss_at_init": scalars[0]["loss"] if scalars else None,
-                   "final_loss": scalars[-1]["loss"] if scalars else None,
-                   "accuracy": score.get("per_group", {}), "pass_criteria": self.task.pass_criteria(),
-                   "failures": score.get("failures", []), "checkpoint": str(path),
-                   "improving": stopped != Stop.STALLED, "stall": self.stall.describe(self.train_config),
-                   "reference": TASKS[self.name].reference}
+        facts = RunFacts(task=self.name, loop="user", params=sum(p.numel() for p in model.parameters()),
+                         steps=self.steps, stopped=stopped.value, elapsed_s=round(time.perf_counter() - self.start, 2),
+                         loss_at_init=scalars[0]["loss"] if scalars else None,
+                         final_loss=scalars[-1]["loss"] if scalars else None,
+                         accuracy=score.get("per_group", {}), pass_criteria=self.task.pass_criteria(),
+                         failures=score.get("failures", []), checkpoint=str(path),
+                         improving=stopped != Stop.STALLED, stall=self.stall.describe(self.train_config),
+                         reference=TASKS[self.name].reference)
         history = dataclasses.replace(
             training_history([w for w in self._watchers if isinstance(w, FlipWatch)], optimizer),
             logged_losses=self.logged, batch_of=lambda step: self._batches(step - 1, 0),
@@ -187,10 +188,10 @@ class Session:
                       inference_model=inference_model, fresh_model=fresh_model)
         subject = own_model_subject(model, self.task, self._batches, self.seed, hooks, history, layers,
                                     self.answer_only, self.config.block_size)
-        evidence = Evidence.from_metrics(metrics, scalars, bool(self.last_eval.passed), str(self.run.path))
+        evidence = facts.evidence(scalars, bool(self.last_eval.passed), str(self.run.path))
         command = command or f"session {self.name}"
         retrain = (lambda: [self._loop_swap(fresh_model)]) if bisect and fresh_model is not None else None
-        report = assess(command, subject, evidence, metrics, QUICK, run_dir=str(self.run.path), retrain=retrain)
+        report = assess(command, subject, evidence, facts, QUICK, run_dir=str(self.run.path), retrain=retrain)
         write_report(self.run, report.to_dict())
         return report
 
