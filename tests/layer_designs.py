@@ -99,3 +99,15 @@ class SubLNBitLinear(nn.Module):
 
 
 DESIGNS = {"tips": TipsBitLinear, "gained": GainedBitLinear, "subln": SubLNBitLinear}
+
+
+def build_tips(spec):
+    """`--model tests.layer_designs:build_tips`: the user's model of tests/user_train.py on TipsBitLinear."""
+    from tests.user_train import build
+    return build(spec, TipsBitLinear)
+
+
+def build_gained(spec):
+    """`--model tests.layer_designs:build_gained`: the same model on GainedBitLinear."""
+    from tests.user_train import build
+    return build(spec, GainedBitLinear)
