@@ -152,7 +152,12 @@ def quantizer_input(layer: torch.nn.Module) -> tuple[str, Callable[[torch.Tensor
     w = _latent(layer)
     g = torch.Generator().manual_seed(1)
     x = torch.randn(4, w.shape[1], generator=g).to(w)
-    y1, y4 = layer(x).float(), layer(4 * x).float()
+    try:
+        y1 = layer(x).float()
+    except RuntimeError:  # a layer that takes only (B, T, in)
+        x = x[None]
+        y1 = layer(x).float()
+    y4 = layer(4 * x).float()
     b = _bias(layer)
     plain = ((y4 - b) - 4 * (y1 - b)).norm() / (4 * (y1 - b)).norm().clamp(min=1e-30)
     invariant = (y4 - y1).norm() / y1.norm().clamp(min=1e-30)

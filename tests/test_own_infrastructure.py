@@ -169,7 +169,7 @@ def test_bisection_names_what_no_probe_can(tmp_path):
     """Their optimizer's param groups leave the quantized layers out: nothing learns but the embeddings and
     norms, and no probe fails. Swapping in bitcheck's BitLinear does not help; bitcheck's optimizer
     does: the verdict names the optimizer, with the bisection as evidence."""
-    _, report = _run(tmp_path, "--model", "tests.user_train:frozen_layers", "--minutes", "3", code=1)
+    _, report = _run(tmp_path, "--model", "tests.user_train:frozen_layers", "--minutes", "5", code=1)
     v = report["verdict"]
     assert (v["category"], v["part"]) == ("INFRASTRUCTURE BUG", "optimizer"), v
     swaps = {b["swap"]: b["passed"] for b in report["metrics"]["bisection"]}
@@ -181,7 +181,7 @@ def test_bisection_names_what_no_probe_can(tmp_path):
 def test_loop_bisection_names_the_loop(tmp_path):
     """Level 3, a bug no probe names: the loop's optimizer leaves the quantized layers out. Given a fresh
     model, the session retrains it in bitcheck's loop, which learns: the verdict names the training loop."""
-    s = _session(tmp_path, minutes=3)
+    s = _session(tmp_path, minutes=5)
     model, opt = user_train.train_loop(s, bug="frozen_layers")
     report = s.finish(model, optimizer=opt, fresh_model=lambda: user_train.build(s.spec)).to_dict()
     v = report["verdict"]
