@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TORCH_PIN := torch==2.13.0
 
-.PHONY: setup quick-arith test test-fast bench
+.PHONY: setup quick-arith test test-fast test-all bench
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -18,18 +18,23 @@ setup: $(VENV)/.installed
 quick-arith: setup  ## train a tiny BitNet on `a + b = c` and print the verdict (ARGS="--seed 1 ...")
 	$(BIN)/bitcheck quick-arith $(ARGS)
 
-# pytest-xdist workers: 0 runs the suite in one process on two torch threads, which is what CI runs (measured
-# on this 2-core machine: 2 workers on one thread each took longer, 50 min vs 35, and starved the tests whose
-# trainings have a time budget); WORKERS=auto (one per core, one thread each: tests/conftest.py) for the fast suite
-WORKERS ?= 0
+# `make test` (what CI runs) is the suite without the long end-to-end runs, on one pytest-xdist worker per
+# core, each on one torch thread (tests/conftest.py); none of its trainings has a time budget, so two workers
+# cannot starve one. `make test-all` adds the `slow` runs (full quick/tinystories runs to PASS, the
+# bisections, the full selftest matrix) in one process on two threads, the slow ones first: ~75 minutes here.
+WORKERS ?= 2
 
-test: setup  ## lint, then the whole suite, slow end-to-end runs included (what CI runs)
-	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -n $(WORKERS)
-
-test-fast: setup  ## lint, then the suite without the slow end-to-end runs
+test: setup  ## lint, then the suite without the long end-to-end runs, on two workers (what CI runs)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n $(WORKERS) -m "not slow"
+
+test-fast: setup  ## lint, then the suite without any test that trains for long (a minute or two)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -n $(WORKERS) -m "not slow and not training"
+
+test-all: setup  ## lint, then every test, the long end-to-end runs included (~75 min, one process)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -n 0
 
 bench: setup  ## training throughput of the presets on this machine
 	$(BIN)/python benchmarks/train_throughput.py

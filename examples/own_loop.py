@@ -22,7 +22,7 @@ torch.manual_seed(s.seed)
 model = mine.build(s.spec)                            # vocab_size, block_size, n_embd, n_layer, ...
 opt, sched = mine.optimizer(model, s.recipe)          # lr, weight_decay, warmup_steps, steps; sched.step()
 s.watch(model, opt)                                   # code flips, each param group's weight decay
-for step in range(s.recipe.steps):
+for step in range(s.max_steps):
     x, y = s.batch(step)                              # (B, T) token ids; y == -1: no loss there
     loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten(), ignore_index=-1)
     loss.backward()

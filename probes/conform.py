@@ -4,8 +4,9 @@
     [r.to_dict() for r in results]   # name, status, message, counterexample (shrunk), hint
 
 A layer is anything built as `make(in_features, out_features)` with a float `.weight` of shape
-(out, in) that maps (N, in) -> (N, out) (or (B, T, in) -> (B, T, out) with `input_rank=3`), on the
-harness' device. Before any property runs, `inspect_layer` measures the layer's pieces apart: can it
+(out, in) that maps (1, N, in) -> (1, N, out), as a language model calls it, or else (N, in) -> (N, out)
+(`input_rank` fixes either), on the harness' device. A norm inside the layer, before its activation
+quantizer (b1.58's training tips, SubLN), is a design: the properties are tested on its output. Before any property runs, `inspect_layer` measures the layer's pieces apart: can it
 be built, set and run at all (else `Untestable`: one line saying how to make it testable), does it add
 a bias (output at zero input), does it normalise its input (output unchanged when the input is scaled
 4x), is its weight binary (no zero codes where b1.58 has them). Each property then tests one piece with
@@ -26,7 +27,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Flaky
 
+from probes import bitlinear as bl
 from probes import reference as ref
+from probes.core import latent_weight
 
 REL_TOL = 1e-4  # float32 layers vs the float64 reference: ours measures ~3e-7 (probes/quantization.py)
 # inspect_layer's bars. A b1.58 layer is scale-equivariant (per-token absmax: y(4x) = 4 y(x) exactly up
@@ -55,7 +58,7 @@ class Harness:
     """How to build, set and call the layer under test."""
     make: Callable[[int, int], torch.nn.Module]
     device: str = "cpu"
-    input_rank: int = 2  # 3: the layer is called on (1, N, in)
+    input_rank: int | None = None  # 2: (N, in); 3: (1, N, in); None: 3 where the layer takes it, else 2
     name: str = "make"  # how messages call the constructor (the user's class or factory)
     facts: dict = field(default_factory=dict)  # what inspect_layer measured
 
@@ -90,8 +93,8 @@ class Harness:
         if weight.dtype in (torch.float16, torch.bfloat16):
             self.facts["cast_from"] = str(weight.dtype).replace("torch.", "")
         layer = layer.to(self.device, torch.float32).eval()
-        with torch.no_grad():
-            layer.weight.copy_(w.to(layer.weight.dtype))
+        with torch.no_grad():  # the latent: behind a parametrization, `.weight` is the computed (quantized) one
+            latent_weight(layer).copy_(w.to(layer.weight.dtype))
         return layer
 
     def call(self, layer: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -99,6 +102,21 @@ class Harness:
         xin = x.to(self.device)
         y = layer(xin[None] if self.input_rank == 3 else xin)
         return y[0] if isinstance(y, (tuple, list)) else y
+
+    def quantizer_input(self, layer: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """x (N, in) on the CPU -> what the layer's activation quantizer sees, on the CPU, when the layer
+        normalizes its input inside (probes/bitlinear.py: found by inspect_layer); None without a norm."""
+        what = self.facts.get("input_norm")
+        if not what:
+            return None
+        # the norm found on the inspection layer, looked up by name: on a tiny layer (one or two features)
+        # finding it again by its behaviour is not reliable
+        if what.startswith("module "):
+            pre = layer.get_submodule(what.split()[1])
+        else:
+            pre = bl.rms_norm if what == "functional RMSNorm" else bl.layer_norm
+        dev = layer.weight.device
+        return lambda x: pre(x.to(dev)).cpu()
 
     def run(self, layer: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         """layer on x (N, in) -> (N, out) on the CPU."""
@@ -111,6 +129,9 @@ def inspect_layer(h: Harness) -> dict:
     g = torch.Generator().manual_seed(0)
     w, x = torch.randn(16, 32, generator=g), torch.randn(4, 32, generator=g)
     layer = h.build(w)
+    if h.input_rank is None:
+        h.input_rank = _rank_it_takes(h, layer, x)
+    h.facts["input_rank"] = h.input_rank
     try:
         with torch.no_grad():
             y = h.run(layer, x)
@@ -119,6 +140,15 @@ def inspect_layer(h: Harness) -> dict:
     if tuple(y.shape) != (4, 16):
         raise Untestable(f"the layer maps {tuple(x.shape) if h.input_rank == 2 else (1, *x.shape)} to "
                          f"{tuple(y.shape)}, not (..., 16) for out_features 16")
+    if scale_ratio_of(h, layer, x, y) < NORM_RATIO and torch.equal(h.run(layer, x), y):
+        # a norm inside, before the activation quantizer (b1.58's training tips, SubLN, use_rms_norm): the
+        # properties hold on the norm's output (what the quantizer sees)
+        what, pre = bl.quantizer_input(layer)
+        h.facts["input_norm"] = None if what == "none" else what
+        if h.facts["input_norm"] and _constant_on_one_feature(h):
+            # a norm that removes the mean (LayerNorm) maps one feature to its shift and two to +-1 (its
+            # Jacobian is then ~0, all eps): the cases start at three features
+            h.facts["min_in"] = 3
     w_eff, zero = _effective(h, layer, 32)
     with torch.no_grad():
         random = not torch.equal(h.run(layer, x), y)
@@ -142,6 +172,38 @@ def inspect_layer(h: Harness) -> dict:
     return h.facts
 
 
+def _rank_it_takes(h: Harness, layer: torch.nn.Module, x: torch.Tensor) -> int:
+    """3 when the layer maps (1, N, in) to (1, N, out), as language models call it: a token axis beside the
+    batch is where an activation scale shared across the sequence shows (on (N, in), absmax over dim 1
+    is per token); 2 otherwise (its errors are then reported on (N, in))."""
+    try:
+        with torch.no_grad():
+            y = Harness(h.make, h.device, 3).run(layer, x)
+        return 3 if tuple(y.shape) == (x.shape[0], 16) else 2
+    except Exception:  # noqa: BLE001 - the user's forward: a layer that takes only (N, in)
+        return 2
+
+
+def _constant_on_one_feature(h: Harness) -> bool:
+    """A layer of one input feature gives the same output for x = 0.5 and x = -2 (a norm that removes the
+    mean leaves nothing of one feature)."""
+    try:
+        layer = h.build(torch.ones(4, 1))
+        with torch.no_grad():
+            y = h.run(layer, torch.tensor([[0.5], [-2.0]]))
+        return bool(torch.equal(y[0], y[1]))
+    except Exception:  # noqa: BLE001 - a layer that cannot be built or run with one feature
+        return True
+
+
+def scale_ratio_of(h: Harness, layer, x: torch.Tensor, y: torch.Tensor) -> float:
+    """||y(4x) - y(0)|| / ||y(x) - y(0)||: 4 for a per-token quantizer, 1 for a layer that normalizes first."""
+    with torch.no_grad():
+        zero = h.run(layer, torch.zeros(1, x.shape[1]))[0]
+        zero = zero if bool(torch.isfinite(zero).all()) else torch.zeros_like(zero)
+        return float((h.run(layer, 4 * x) - zero).norm() / (y - zero).norm().clamp(min=1e-30))
+
+
 def _forward_error(h: Harness, layer, x, e: Exception) -> str:
     what = f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
     if "cuda" in str(e).lower() and h.device == "cpu":
@@ -157,12 +219,12 @@ def _forward_error(h: Harness, layer, x, e: Exception) -> str:
 
 
 @st.composite
-def cases(draw, ties: bool = False):
+def cases(draw, ties: bool = False, min_in: int = 1):
     """(W (out, in), x (N, in)) float32: Gaussian values from a drawn seed (no accidental ties),
     a drawn power-of-two scale (activations down to max|x| ~ 1e-6, below the 1.27e-3 where a badly
     floored scale shows), and optionally an all-zero activation row, an outlier weight, or weights at
     exactly +-0.5 and +-1.5 times mean|W| (rounding ties)."""
-    n_in, n_out, n_tok = draw(st.integers(1, 32)), draw(st.integers(1, 16)), draw(st.integers(1, 4))
+    n_in, n_out, n_tok = draw(st.integers(min_in, 32)), draw(st.integers(1, 16)), draw(st.integers(1, 4))
     seed = draw(st.integers(0, 2**16))
     w_scale = 2.0 ** draw(st.integers(-10, 10))
     g = torch.Generator().manual_seed(seed)
@@ -195,10 +257,22 @@ def _effective(h: Harness, layer, n_in: int) -> tuple[torch.Tensor, torch.Tensor
     with torch.no_grad():
         zero = h.run(layer, torch.zeros(1, n_in))[0]
         zero = zero if bool(torch.isfinite(zero).all()) else torch.zeros_like(zero)  # NaN: zero_rows_finite's finding
+        pre = h.quantizer_input(layer)
+        if pre is not None:  # one-hot rows of RMS 1 through the norm: each response divided by the norm's output
+            eye = torch.eye(n_in) * n_in ** 0.5
+            normed = pre(eye)
+            diag = torch.diagonal(normed)
+            if torch.equal(normed, torch.diag_embed(diag)) and bool((diag != 0).all()):
+                return ((h.run(layer, eye) - zero) / diag[:, None]).T, zero
+            applied = bl.applied_weight(layer, torch.randn(1, 2, n_in).to(layer.weight) if h.input_rank == 3 else None)
+            if applied is not None:  # a norm that mixes features (LayerNorm): the matmul's weight operand
+                return applied.float().cpu(), zero
         return (h.run(layer, torch.eye(n_in)) - zero).T, zero
 
 
 def _norm_note(h: Harness) -> str:
+    if h.facts.get("input_norm"):  # found and tested through: the property's finding is the quantizer's
+        return f" (tested on the output of the layer's input norm: {h.facts['input_norm']})"
     if h.facts.get("random"):
         return " (the layer is not deterministic: see deterministic; its other properties cannot be judged)"
     return (" (the layer normalises its input inside: outputs ignore the input's scale, y(4x) / y(x) = "
@@ -282,11 +356,13 @@ def prop_forward(h, w, x):
     w_eff, bias = _effective(h, layer, w.shape[1])
     with torch.no_grad():
         y = h.run(layer, x)
-    want = (ref.dequant_activations(x).double() @ w_eff.double().T + bias.double()).to(y.dtype)
+        pre = h.quantizer_input(layer)
+        x_q = x if pre is None else pre(x)  # what the activation quantizer sees
+    want = (ref.dequant_activations(x_q).double() @ w_eff.double().T + bias.double()).to(y.dtype)
     err = _rel(y, want)
     if err < REL_TOL:
         return
-    cause = _norm_note(h)
+    cause = "" if h.facts.get("input_norm") else _norm_note(h)
     if not cause and not bool(torch.isfinite(y).all()):
         cause = "; the output is not finite (see zero_rows_finite)"
     elif not cause:
@@ -331,18 +407,23 @@ def prop_ste(h, w, x):
     y = h.call(layer, x1)
     g = torch.linspace(-1, 1, y.numel()).reshape(y.shape).to(y.device)
     (y * g).sum().backward()
-    if layer.weight.grad is None:
+    if latent_weight(layer).grad is None:
         raise Mismatch("no gradient reaches the latent weight (the quantizer is applied outside autograd: no STE)")
     if x1.grad is None:
         raise Mismatch("no gradient reaches the input")
     g2 = g.reshape(-1, g.shape[-1]).cpu().double()  # (1, out)
     want_x = (g2 @ w_eff.double()).reshape(x1.shape)
-    _, want_w = ref.ste_grads(x1.detach(), w, g2.float())
-    ex, ew = _rel(x1.grad, want_x), _rel(layer.weight.grad.cpu(), want_w)
+    pre = h.quantizer_input(layer)
+    x_q = x1.detach()
+    if pre is not None:  # through the norm: the STE's input gradient carried back by the norm's own Jacobian
+        x_q = pre(x1.detach())
+        want_x = torch.autograd.functional.vjp(pre, x1.detach(), want_x.to(x1.dtype))[1].double()
+    _, want_w = ref.ste_grads(x_q, w, g2.float())
+    ex, ew = _rel(x1.grad, want_x), _rel(latent_weight(layer).grad.cpu(), want_w)
     # the weight gradient is grad^T @ (the activations as the layer quantizes them): with the per-token
     # reference, or unquantized (int8_activations' finding, not the STE's)
-    own_w = (g2.T @ x1.detach().double()).to(want_w.dtype)
-    if ex < REL_TOL and (ew < REL_TOL or _rel(layer.weight.grad.cpu(), own_w) < REL_TOL):
+    own_w = (g2.T @ x_q.double()).to(want_w.dtype)
+    if ex < REL_TOL and (ew < REL_TOL or _rel(latent_weight(layer).grad.cpu(), own_w) < REL_TOL):
         return
     act_path = h.facts.get("shares_scale") or abs(h.facts.get("onehot_factor", 1) - 127 / 128) < 1e-4
     if (ex >= REL_TOL and not _norm_note(h) and not act_path and _rel(w, ref.dequant_weight(w)) > 1e-2
@@ -350,9 +431,9 @@ def prop_ste(h, w, x):
         raise Mismatch("STE gradients differ from the reference: the input gradient uses the latent weight, not the "
                        "quantized one (the straight-through trick wraps the whole product; apply it to each "
                        "quantizer)", x1.grad, want_x)
-    got_w, ref_w = layer.weight.grad.cpu().double().flatten(), want_w.double().flatten()
+    got_w, ref_w = latent_weight(layer).grad.cpu().double().flatten(), want_w.double().flatten()
     c = float(got_w @ ref_w / (ref_w @ ref_w).clamp(min=1e-30))
-    cause = _norm_note(h)  # a norm inside the layer changes both gradients: that, not the STE, is the cause
+    cause = "" if h.facts.get("input_norm") else _norm_note(h)  # an unread norm changes both gradients
     if not cause and ew >= REL_TOL and _rel(got_w, c * ref_w) < 1e-3 and abs(c - 1) > 1e-2:
         cause = (f"; the weight gradient is {c:.4g} x the straight-through one (mean|W| = {float(w.abs().mean()):.4g}): "
                  "the STE is not the identity, write w + (q(w) - w).detach()")
@@ -362,7 +443,7 @@ def prop_ste(h, w, x):
     elif not cause and act_path:
         cause = "; a consequence of the activation quantizer (see int8_activations)"
     raise Mismatch(f"STE gradients differ from the reference (input {ex:.3g}, weight {ew:.3g}){cause}",
-                   layer.weight.grad.cpu(), want_w)
+                   latent_weight(layer).grad.cpu(), want_w)
 
 
 def prop_zero_rows(h, w, x):
@@ -375,7 +456,7 @@ def prop_zero_rows(h, w, x):
     y.sum().backward()
     if not bool(torch.isfinite(y).all()):
         raise Mismatch("non-finite output with the weight zeroed and input row 0 zeroed", y.detach().cpu())
-    grads = [t for t in (xz.grad, layer.weight.grad) if t is not None]  # a missing one is ste_gradients' finding
+    grads = [t for t in (xz.grad, latent_weight(layer).grad) if t is not None]  # a missing one is ste_gradients' finding
     if not all(bool(torch.isfinite(t).all()) for t in grads):
         raise Mismatch("non-finite gradients for an all-zero row")
 
@@ -394,7 +475,7 @@ PROPERTIES: list[tuple[str, Callable, Callable, str]] = [
     ("ternary_weights", prop_ternary, cases,
      "Quantize the weight in forward: (W / s).round().clamp(-1, 1) * s with one scale s per tensor (round, not "
      "sign: b1.58 has zero codes)."),
-    ("scale_convention", prop_scale, lambda: cases(ties=True),
+    ("scale_convention", prop_scale, lambda **kw: cases(ties=True, **kw),
      "Use s = W.abs().mean().clamp(min=1e-5) and multiply the codes by s (not by 1/s); round ties to even."),
     ("int8_activations", prop_forward, cases,
      "Quantize activations per token: x * 127 / max|x| (clamped 1e-5), round, clamp [-128, 127], divide back."),
@@ -440,7 +521,7 @@ def check_property(name: str, check: Callable, strategy: Callable, hint: str, h:
     # derandomized and without a database: the same layer gives the same report every time
     @settings(max_examples=max_examples, deadline=None, database=None, derandomize=True,
               suppress_health_check=list(HealthCheck), print_blob=False, report_multiple_bugs=False)
-    @given(strategy())
+    @given(strategy(min_in=h.facts.get("min_in", 1)))
     def run(case):
         w, x, seed = case
         last.clear()
@@ -464,6 +545,48 @@ def check_property(name: str, check: Callable, strategy: Callable, hint: str, h:
     return PropertyResult(name, "PASS", f"held on {max_examples} examples")
 
 
+NORM_TOL = 1e-3  # relative; eps placement (1e-5 vs 1e-6, inside or outside the root) moves it ~1e-6
+
+
+def check_norm(h: Harness) -> PropertyResult | None:
+    """The norm inside the layer on its own (None without one): its output on inputs of RMS ~3 with a
+    mean is RMSNorm or LayerNorm of the input times its gain (plus its shift), the gain set to random
+    values first so one the norm ignores shows. The quantizer properties are tested on its output."""
+    if not h.facts.get("input_norm"):
+        return None
+    g = torch.Generator().manual_seed(2)
+    layer = h.build(torch.randn(16, 32, generator=g))
+    what = h.facts["input_norm"]
+    pre = layer.get_submodule(what.split()[1]) if what.startswith("module ") else \
+        (bl.rms_norm if what == "functional RMSNorm" else bl.layer_norm)
+    x = torch.randn(6, 32, generator=g) * 3 + 0.5
+    gain, shift = torch.ones(32), torch.zeros(32)
+    if isinstance(pre, torch.nn.Module):
+        with torch.no_grad():
+            for name, p in pre.named_parameters():
+                if p.dim() == 1 and p.numel() == 32:  # a gain (weight, gain, scale) or a shift (bias, beta)
+                    value = torch.rand(32, generator=g) - 0.5 if name.endswith(("bias", "beta")) else \
+                        torch.rand(32, generator=g) + 0.5
+                    p.copy_(value.to(p))
+                    shift, gain = (value, gain) if name.endswith(("bias", "beta")) else (shift, value)
+    with torch.no_grad():
+        y = pre(x.to(layer.weight.device)).float().cpu()
+    fits = {kind: _rel(y, fn(x) * gain + shift) for kind, fn in (("RMSNorm", bl.rms_norm), ("LayerNorm", bl.layer_norm))}
+    kind = min(fits, key=fits.get)
+    if fits[kind] < NORM_TOL:
+        return PropertyResult("input_norm", "PASS", f"{what}: {kind} of the input" +
+                              (" times its gain" if not torch.equal(gain, torch.ones(32)) else "") +
+                              f" (relative error {fits[kind]:.1e}); the quantizer properties were tested on its output")
+    unit = {k: _rel(y, fn(x)) for k, fn in (("RMSNorm", bl.rms_norm), ("LayerNorm", bl.layer_norm))}
+    cause = (" its gain is not applied" if min(unit.values()) < NORM_TOL and not torch.equal(gain, torch.ones(32))
+             else f" the output's RMS is {float(y.pow(2).mean(-1).sqrt().mean()):.3g} (gain and shift removed, a "
+                  f"unit norm gives 1)")
+    return PropertyResult("input_norm", "FAIL", f"{what} is neither RMSNorm nor LayerNorm of its input (closest: "
+                          f"{kind}, relative error {fits[kind]:.2e}):{cause}",
+                          "Normalize over the last axis: x * rsqrt(mean(x^2) + eps), times the gain if it has one.",
+                          {"input": _values(x[:1]), "output": _values(y[:1])})
+
+
 def check_layer(h: Harness | Callable[[int, int], torch.nn.Module], max_examples: int = 100,
                 names: list[str] | None = None) -> list[PropertyResult]:
     """Inspect the layer (raises Untestable), then run each property. `h` is a Harness or a bare
@@ -471,6 +594,9 @@ def check_layer(h: Harness | Callable[[int, int], torch.nn.Module], max_examples
     h = h if isinstance(h, Harness) else Harness(h)
     inspect_layer(h)
     results = [check_property(n, c, s, t, h, max_examples) for n, c, s, t in PROPERTIES if not names or n in names]
+    norm = check_norm(h) if not names or "input_norm" in names else None
+    if norm is not None:
+        results.insert(0, norm)
     if h.facts["bias"] > 0:
         results.insert(0, PropertyResult(
             "no_bias", "FAIL", f"the layer adds a bias (output at zero input up to {h.facts['bias']:.3g}); the other "

@@ -170,6 +170,7 @@ class History:
     update_ratios: list[dict] | None = None  # UpdateWatch records: ||dW|| / ||W|| per look (probes/gradients.py)
     optimizer: Any = None  # the optimizer as training left it (param groups, state)
     schedule: list[dict] | None = None  # applied {step (1-based), lr, weight_decay}, oldest first
+    schedule_stepped_from: int | None = None  # rows after this step: the schedule stepped on without training
     intended: list[dict] | None = None  # what the recipe or config intends at the same steps
     intended_missing: str | None = None  # why there is no intended schedule (a log without a config)
     warmup_steps: int = 0
@@ -199,6 +200,7 @@ class Subject:
     sampler: Callable | None = None
     generate: Callable | None = None  # generate(model, idx (1, T), max_new_tokens) -> ids (1, T + n)
     incremental_logits: Callable | None = None  # KV-cached logits of idx (B, T), one token at a time
+    context: int | None = None  # the model's context length (block_size): cache and position checks decode to it
     history: History = field(default_factory=History)  # training-time records (a dict of its fields is taken)
     layer_pattern: str | None = None  # regex over module names, for quantized layers we cannot recognise
     skip: dict[str, str] = field(default_factory=dict)  # probe name -> why it does not apply (SKIP)
@@ -215,8 +217,18 @@ class Subject:
 
 def logits_of(model: nn.Module, idx: torch.Tensor) -> torch.Tensor:
     """Call any causal LM on (B, T) ids and return (B, T, V) logits: a tensor, a tuple whose
-    first item is the logits, or an object with .logits are all accepted."""
-    out = model(idx)
+    first item is the logits, or an object with .logits are all accepted. A model that returns the last
+    position's logits alone when no targets are given (nanoGPT's `forward(idx, targets=None)`) is called
+    again with dummy targets, which gives every position's (the loss it computes is discarded)."""
+    logits = _logits(model(idx))
+    if logits.dim() == 3 and logits.shape[1] == 1 and idx.shape[1] > 1:
+        name = _targets_parameter(model)
+        if name is not None:
+            logits = _logits(model(idx, **{name: torch.zeros_like(idx)}))
+    return logits
+
+
+def _logits(out: Any) -> torch.Tensor:
     if isinstance(out, torch.Tensor):
         return out
     if isinstance(out, (tuple, list)):
@@ -224,6 +236,16 @@ def logits_of(model: nn.Module, idx: torch.Tensor) -> torch.Tensor:
     if hasattr(out, "logits"):
         return out.logits
     raise TypeError(f"model returned {type(out).__name__}; expected logits, a tuple, or an object with .logits")
+
+
+def _targets_parameter(model: nn.Module) -> str | None:
+    """The name of forward's targets argument (targets, target, labels, y), or None."""
+    import inspect
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return None
+    return next((n for n in ("targets", "target", "labels", "y") if n in params), None)
 
 
 def latent_weight(layer: nn.Module) -> torch.Tensor:

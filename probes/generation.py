@@ -51,18 +51,26 @@ BIGRAM_GAP = Threshold("bigram_gap_nats", warn=-0.5, fail=-1.0, higher_is_worse=
 N_NEW = 96  # tokens sampled per prompt
 
 
+KV_TOKENS = 32  # decoded when the subject does not state its context
+
+
 @probe("kv_cache_parity", branch="generation", needs=("incremental_logits",),
-       catches="KV-cache position bugs",
+       catches="KV-cache position bugs, a cached path that ignores the attention window",
        fails_when="relative gap > 5e-2",
        measured="5e-7..2e-3 vs 0.55 (position stalls)")
 def kv_cache_parity(s: Subject):
-    """Incremental (KV-cached) decoding gives the same logits as one full forward pass."""
+    """Incremental (KV-cached) decoding gives the same logits as one full forward pass, over the model's
+    whole context (Subject.context: the rows of the first batch laid end to end), so that a bug at a
+    sliding window's edge or near the context's end shows; KV_TOKENS when the context is not known."""
     model = s.model.eval()
     vocab = s.vocab_size or 2
+    n = s.context or KV_TOKENS
     if s.batches:
-        idx = s.batches[0][0][:2, :32].to(s.device)
+        flat = s.batches[0][0].reshape(-1)
+        flat = flat.repeat(-(-2 * n // flat.numel()))  # enough tokens for two rows of the context
+        idx = flat[:2 * n].view(2, n).to(s.device)
     else:
-        idx = torch.randint(0, vocab, (2, 32), generator=torch.Generator().manual_seed(0)).to(s.device)
+        idx = torch.randint(0, vocab, (2, n), generator=torch.Generator().manual_seed(0)).to(s.device)
     with torch.no_grad():
         full = logits_of(model, idx)
         inc = s.incremental_logits(model, idx)
@@ -70,7 +78,7 @@ def kv_cache_parity(s: Subject):
     per_pos = (inc - full).abs().amax(dim=(0, 2))
     first = int((per_pos > 1e-2 * full.abs().max()).nonzero()[0]) if gap > 1e-2 else None
     return Measurement(gap, [KV_GAP],
-                       f"relative gap cached vs full {gap:.2e}"
+                       f"relative gap cached vs full {gap:.2e} over {n} positions"
                        + (f", first at position {first}" if first is not None else ""),
                        "The KV cache disagrees with a full forward: check the position offset passed to RoPE "
                        "and the mask for chunks after a cached prefix.")

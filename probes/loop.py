@@ -14,7 +14,7 @@ import tempfile
 
 import torch
 
-from probes.core import SKIP, Measurement, Subject, Threshold, lm_loss, probe
+from probes.core import PASS, SKIP, WARN, Measurement, Subject, Threshold, lm_loss, probe
 
 # The loop's logged loss over the reference loss (cross-entropy over the supervised targets of the
 # same batches, computed on the final model), averaged over the last logged steps. The logged loss is
@@ -92,19 +92,50 @@ def _unequal_split(x: torch.Tensor, y: torch.Tensor) -> list[tuple[torch.Tensor,
 
 @probe("grad_accumulation", branch="loss", needs=("batches",), kind="training",
        catches="gradient accumulation normalised per micro-batch when micro-batches hold different numbers of "
-               "target tokens",
-       fails_when="relative difference to the one-batch gradient > 1e-3",
+               "target tokens, or not normalised at all",
+       fails_when="relative difference to the one-batch gradient > 1e-3 on micro-batches of equal token counts, "
+                  "or on unequal ones when the run's own rows hold unequal target counts (else WARN)",
        measured="healthy ~1e-7 vs ~1e-1 (each micro-batch averaged over its own tokens)")
 def grad_accumulation(s: Subject):
-    """The gradient the user's accumulation leaves after two micro-batches of unequal token counts equals
-    the gradient of the same tokens as one batch (mean over all their target tokens)."""
+    """The gradient the user's accumulation leaves after two micro-batches equals the gradient of the same
+    tokens as one batch (mean over all their target tokens): first with unequal target counts, then, where
+    that differs, with equal ones. A loop that averages each micro-batch and divides by their number (the
+    nanoGPT loop) is exact only for equal counts: a WARN naming the condition where the run's own rows all
+    hold the same number of targets (packed fixed-length rows), a FAIL where they do not."""
     accumulate = s.history.accumulate
     if accumulate is None:
         return Measurement(message="the loop handed over no accumulate(model, micro_batches)", status=SKIP)
     x, y = (t.to(s.device) for t in s.batches[0])
-    micro = _unequal_split(x, y)
+    err = _accumulation_error(s.model, accumulate, _unequal_split(x, y))
+    fix = ("Divide every micro-batch's summed token loss by the total number of target tokens of the whole "
+           "accumulated batch, not by its own count.")
+    what = f"accumulated gradient differs from the one-batch gradient by {err:.2e} (relative)"
+    m = Measurement(err, [ACCUM_ERROR], what + " on micro-batches of unequal target counts", fix)
+    if m.judged() == PASS:
+        return m
+    err_eq = _accumulation_error(s.model, accumulate, _equal_split(x, y))
+    m.values = {"accumulation_error": err, "equal_counts_error": err_eq}
+    if ACCUM_ERROR.judge(err_eq) != PASS:
+        m.value, m.message = err_eq, f"{what} on unequal and by {err_eq:.2e} on equal target counts"
+        m.values["accumulation_error"] = err_eq
+        return m
+    counts = (y >= 0).sum(dim=1)  # (B,) target tokens per row of the run's own batch
+    if int(counts.min()) != int(counts.max()):
+        m.message = (f"{what} on micro-batches of unequal target counts (exact on equal ones, {err_eq:.1e}); this "
+                     f"run's rows hold {int(counts.min())} to {int(counts.max())} target tokens, so its "
+                     "accumulated gradient is wrong")
+        return m
+    m.status = WARN
+    m.message = (f"exact only when every micro-batch holds the same number of target tokens ({err_eq:.1e} on "
+                 f"equal counts, {err:.1e} on unequal): true of this run's rows ({int(counts[0])} targets each, "
+                 "packed fixed-length rows), not with padding, ignored labels or variable-length rows")
+    return m
+
+
+def _accumulation_error(model: torch.nn.Module, accumulate, micro: list) -> float:
+    """Relative L2 distance between the gradient accumulate(model, micro) leaves and the one-batch gradient."""
     joined = (torch.cat([m[0] for m in micro]), torch.cat([m[1] for m in micro]))
-    model = copy.deepcopy(s.model).train()
+    model = copy.deepcopy(model).train()
     model.zero_grad(set_to_none=True)
     lm_loss(model, *joined).backward()
     ref = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
@@ -113,11 +144,14 @@ def grad_accumulation(s: Subject):
     got = {n: p.grad.detach() for n, p in model.named_parameters() if p.grad is not None}
     num = sum(float((got.get(n, torch.zeros_like(g)) - g).norm() ** 2) for n, g in ref.items()) ** 0.5
     den = sum(float(g.norm() ** 2) for g in ref.values()) ** 0.5
-    err = num / max(den, 1e-12)
-    return Measurement(err, [ACCUM_ERROR],
-                       f"accumulated gradient differs from the one-batch gradient by {err:.2e} (relative)",
-                       "Divide every micro-batch's summed token loss by the total number of target tokens of the "
-                       "whole accumulated batch, not by its own count.")
+    return num / max(den, 1e-12)
+
+
+def _equal_split(x: torch.Tensor, y: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Two micro-batches of equal rows in which every position is a target (packed fixed-length rows)."""
+    full = torch.cat([x[:, 1:], y[:, -1:].clamp(min=0)], dim=1)  # (B, T) next token everywhere
+    n = max(1, x.shape[0] // 2)
+    return [(x[:n], full[:n]), (x[n:2 * n], full[n:2 * n])]
 
 
 @probe("resume_state", branch="optimizer", kind="training",
@@ -126,25 +160,53 @@ def grad_accumulation(s: Subject):
        measured="healthy 0 vs ~1e-2 (AdamW moments not restored)")
 def resume_state(s: Subject):
     """n straight steps of the user's own trainer against k steps, its save, its load and n - k more, on the
-    same batches: the parameters must agree."""
+    same batches: the parameters must agree. The hooks carry the user's whole training state, in any
+    shape their save/load uses: `make()` returns it (a tuple such as (model, optimizer, scheduler,
+    scaler), a dict, or a trainer object), and `train`, `save` take it back (a tuple spread as
+    arguments, anything else as one) and `load(path)` returns it; the model is the state's first
+    nn.Module (a dict's "model", an object's `.model`)."""
     hooks = s.history.resume_hooks
     if not hooks:
         return Measurement(message="the loop handed over no save/load hooks", status=SKIP)
     make, train, save, load = hooks["make"], hooks["train"], hooks["save"], hooks["load"]
     batches, k, n = hooks["batches"], hooks.get("k", 3), hooks.get("n", 6)
-    model_a, opt_a = make()
-    train(model_a, opt_a, batches[:n])
-    model_b, opt_b = make()
-    train(model_b, opt_b, batches[:k])
+    a = make()
+    _call(train, a, batches[:n])
+    b = make()
+    _call(train, b, batches[:k])
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "resume.pt")
-        save(model_b, opt_b, path)
-        model_c, opt_c = load(path)
-    train(model_c, opt_c, batches[k:n])
+        _call(save, b, path)
+        c = load(path)
+    _call(train, c, batches[k:n])
+    model_a, model_c = _model_in(a), _model_in(c)
+    if model_a is None or model_c is None:
+        return Measurement(message="make() and load() return no torch.nn.Module (give (model, optimizer, ...), a "
+                                   "dict with 'model', or an object with .model)", status=SKIP)
     pa = {k: v.detach() for k, v in model_a.named_parameters()}
     pc = {k: v.detach() for k, v in model_c.named_parameters()}
     err = max(float((pa[n_] - pc[n_]).abs().max() / pa[n_].abs().max().clamp(min=1e-12)) for n_ in pa)
     return Measurement(err, [RESUME_ERROR],
                        f"{n} straight steps vs {k} + save + load + {n - k}: parameters differ by {err:.2e} (relative)",
-                       "Save and restore the optimizer's state_dict (AdamW moments, step) and the scheduler's with "
-                       "the weights.")
+                       "Save and restore the optimizer's state_dict (AdamW moments, step), the scheduler's and the "
+                       "GradScaler's with the weights.")
+
+
+def _call(fn, state, arg):
+    """fn(*state, arg) for a tuple state (model, optimizer, ...), fn(state, arg) for any other."""
+    return fn(*state, arg) if isinstance(state, tuple) else fn(state, arg)
+
+
+def _model_in(state) -> torch.nn.Module | None:
+    """The model inside a training state: itself, a tuple's first module, a dict's "model" (or first
+    module), an object's `.model`."""
+    if isinstance(state, torch.nn.Module):
+        return state
+    if isinstance(state, (tuple, list)):
+        return next((x for x in state if isinstance(x, torch.nn.Module)), None)
+    if isinstance(state, dict):
+        first = state.get("model")
+        return first if isinstance(first, torch.nn.Module) else \
+            next((x for x in state.values() if isinstance(x, torch.nn.Module)), None)
+    model = getattr(state, "model", None)
+    return model if isinstance(model, torch.nn.Module) else None

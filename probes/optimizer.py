@@ -54,11 +54,19 @@ def _time_scale(applied: list[tuple[int, float]], intended_at) -> float:
        measured="1.0 / 1.0x / 0 healthy vs 0.01-0.03 (stuck in warmup), 2.0x (per micro-batch, k=2), 1.0 (wd kept)")
 def schedule_shape(s: Subject):
     """The learning rate and weight decay the optimizer held at every logged step, against the recipe's
-    intended schedule: its level after warmup, its speed, and weight decay where the recipe has none."""
+    intended schedule: its level after warmup, its speed, and weight decay where the recipe has none. Past
+    the run's last step the rows come from a copy of the optimizer and schedule stepped to the recipe's
+    horizon without training (History.schedule_stepped_from), so stage 2 is judged in a run that PASSed
+    in stage 1."""
     log, want = s.history.schedule, s.history.intended
     if not log or not want:
         return Measurement(message="the run used bitcheck's own schedule (nothing to compare)", status=SKIP)
-    return compare_schedule(log, want, s.history.warmup_steps or 0)
+    m = compare_schedule(log, want, s.history.warmup_steps or 0)
+    after = s.history.schedule_stepped_from
+    if after is not None and log[-1]["step"] > after:
+        m.message += (f" (steps {after + 1}-{log[-1]['step']}: a copy of your optimizer and schedule stepped to the "
+                      "recipe's horizon without training)")
+    return m
 
 
 # A logged schedule against the one its config states (probes/curve.py): the median relative LR deviation

@@ -68,6 +68,6 @@ def _write_user_files(d):
 
 
 def pytest_collection_modifyitems(items):
-    """The slow end-to-end runs first: under pytest-xdist the workers then share the short tests at the end
-    instead of one worker finishing a long run alone."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """The long runs first (slow, then training): under pytest-xdist the workers then share the short tests at
+    the end instead of one worker finishing a long run alone."""
+    items.sort(key=lambda item: (item.get_closest_marker("slow") is None, item.get_closest_marker("training") is None))

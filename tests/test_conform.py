@@ -3,12 +3,14 @@ correct layer pass every property; each hidden-bug layer fails the property that
 import json
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from bitcheck.bitnet.model import BitLinear
 from bitcheck.commands.cli import app
-from probes.conform import Harness, Untestable, check_layer
+from probes.conform import PROPERTIES, Harness, Untestable, check_layer
 from tests import conform_layers as L
+from tests.layer_designs import DESIGNS
 
 EXAMPLES = 40
 
@@ -64,11 +66,50 @@ def _failed(layer, **kw) -> dict:
             if r.status != "PASS"}
 
 
+@pytest.mark.parametrize("design", sorted(DESIGNS))
+def test_a_norm_inside_the_layer_is_a_design(design):
+    """BitLinear with its norm inside, as users write it (tests/layer_designs.py: training tips, a gained
+    RMSNorm child with a custom STE Function and a bias of zeros, SubLN's LayerNorm with a parametrized
+    weight): every property holds on the norm's output and the norm passes on its own. The same layer
+    with one activation scale for the whole sequence fails int8_activations alone: the default (1, N, in)
+    input has the token axis that bug needs."""
+    results = check_layer(lambda i, o: DESIGNS[design](i, o), max_examples=EXAMPLES)
+    assert {r.name: r.status for r in results} == {"input_norm": "PASS", **{n: "PASS" for n, *_ in PROPERTIES}}, \
+        [(r.name, r.message) for r in results if r.status != "PASS"]
+    bad = _failed(lambda i, o: DESIGNS[design](i, o, per_sequence=True))
+    assert set(bad) == {"int8_activations"}, bad
+
+
+def test_a_norm_that_drops_its_gain_fails_input_norm():
+    """A gained RMSNorm child whose forward forgets the gain: input_norm FAILs naming it."""
+    from tests.layer_designs import RMSNorm
+
+    class NoGain(RMSNorm):
+        def forward(self, x):
+            return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+
+    def make(i, o):
+        layer = DESIGNS["gained"](i, o)
+        layer.norm = NoGain(i)
+        return layer
+    failed = _failed(make)
+    assert "input_norm" in failed and "gain is not applied" in failed["input_norm"], failed
+
+
+def test_cli_out_writes_the_report(tmp_path):
+    r = CliRunner().invoke(app, ["conform", "tests.layer_designs:TipsBitLinear", "--examples", "10", "--json",
+                                 "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    printed = json.loads(r.stdout)
+    assert printed["found"]["input_norm"] == "functional RMSNorm"
+    folder = next(tmp_path.glob("conform-*"))
+    assert json.loads((folder / "report.json").read_text()) == printed
+    assert "properties tested on its output" in (folder / "report.md").read_text()
+
+
 @pytest.mark.parametrize("layer, named", [
     (L.WithBias, {"no_bias": "adds a bias"}),
     (L.BinaryCentred, {"ternary_weights": "binary (b1), not ternary (b1.58)", "scale_convention": "binary (b1)"}),
-    (L.InLayerNorm, {"scale_convention": "off by the constant factor 1.414", "int8_activations": "normalises its input",
-                     "ste_gradients": "normalises its input"}),
     (L.PerTensorActQuant, {"int8_activations": "shared across tokens (one per tensor)"}),
     (L.PerTensorAct128, {"scale_convention": "128 levels", "int8_activations": "one activation scale for the whole "
                          "tensor, with 128 levels", "ste_gradients": "consequence of the activation quantizer"}),
@@ -95,7 +136,7 @@ def test_each_deviation_is_named_for_what_it_is(layer, named):
 
 @pytest.mark.parametrize("layer, kw, words", [
     (L.PackedOnly, {}, "inference-only layer"),
-    (L.Only3D, {}, "rerun with --input-rank 3"),
+    (L.Only3D, {"input_rank": 2}, "rerun with --input-rank 3"),
     (L.NeedsConfig, {}, "could not build the layer"),
 ])
 def test_untestable_layers_are_one_clear_error(layer, kw, words):
@@ -104,9 +145,11 @@ def test_untestable_layers_are_one_clear_error(layer, kw, words):
 
 
 def test_the_testable_forms_pass():
-    """3-D only with --input-rank 3, a config constructor through a factory, dropout (tested in eval mode),
-    a layer kept in bfloat16 (tested in float32: the quantization logic, not bf16 rounding)."""
-    assert not _failed(L.Only3D, input_rank=3)
+    """3-D only (found by itself, or with --input-rank 3), a config constructor through a factory, dropout
+    (tested in eval mode), a layer kept in bfloat16 (tested in float32: the quantization logic, not bf16
+    rounding)."""
+    assert not _failed(L.Only3D) and not _failed(L.Only3D, input_rank=3)
+    assert not _failed(L.InLayerNorm)  # a unit RMSNorm inside, before the quantizer: a design
     assert not _failed(L.WithDropout)
     assert not _failed(L.make_bf16)
     assert not {r.name for r in check_layer(L.make_needs_config, max_examples=EXAMPLES) if r.status != "PASS"}
@@ -122,8 +165,10 @@ def test_cli_untestable_factory_alone_and_input_rank():
     runner = CliRunner()
     r = runner.invoke(app, ["conform", "tests.conform_layers:PackedOnly"])
     assert r.exit_code == 2 and "inference-only" in r.output and "Traceback" not in r.output, r.output
-    r = runner.invoke(app, ["conform", "tests.conform_layers:Only3D", "--examples", "10"])
+    r = runner.invoke(app, ["conform", "tests.conform_layers:Only3D", "--input-rank", "2", "--examples", "10"])
     assert r.exit_code == 2 and "--input-rank 3" in " ".join(r.output.split()), r.output
+    r = runner.invoke(app, ["conform", "tests.conform_layers:Only3D", "--examples", "10", "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["found"]["input"] == "(1, N, in)", r.output
     r = runner.invoke(app, ["conform", "tests.conform_layers:Only3D", "--input-rank", "3", "--examples", "10"])
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["conform", "--factory", "tests.conform_layers:make_needs_config", "--examples", "10"])
@@ -138,14 +183,13 @@ transformers = pytest.importorskip("transformers", reason="the Hugging Face laye
 @pytest.mark.parametrize("kw, named", [
     ({"bias": False, "online_quant": True}, {}),
     ({"bias": True, "online_quant": True}, {"no_bias": "adds a bias"}),
-    ({"bias": False, "online_quant": True, "use_rms_norm": True}, {"scale_convention": "normalises its input",
-                                                                  "int8_activations": "normalises its input",
-                                                                  "ste_gradients": "normalises its input"}),
+    ({"bias": False, "online_quant": True, "use_rms_norm": True}, {}),
     ({"bias": False, "online_quant": False}, {"ternary_weights": "offline mode", "scale_convention": "as stored"}),
 ], ids=["online", "bias", "use_rms_norm", "offline"])
 def test_transformers_autobitlinear(kw, named):
-    """The real layer people install: online QAT without bias passes every property; each option that
-    departs from b1.58 fails naming itself."""
+    """The real layer people install: online QAT without bias passes every property, with its SubLN
+    (use_rms_norm: the properties hold on the norm's output) too; each option that departs from b1.58
+    fails naming itself."""
     from transformers.integrations.bitnet import AutoBitLinear
     failed = _failed(lambda i, o: AutoBitLinear(i, o, **kw))
     assert set(failed) == set(named), failed

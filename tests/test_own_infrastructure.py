@@ -32,20 +32,25 @@ def _status(report):
     return {p["name"]: p["status"] for p in report["probes"]}
 
 
+@pytest.mark.training
 @pytest.mark.parametrize("adapter,args,part,probe", [
     ("no_ste", ["--steps", "100", "--layers", r"(qkv|proj|fc|out)$"], "gradients/STE", "ste_gradient_flow"),
-    ("stuck_in_warmup", ["--steps", "300"], "optimizer", "schedule_shape"),
+    ("stuck_in_warmup", ["--steps", "60"], "optimizer", "schedule_shape"),
+    ("wd_kept_in_stage2", ["--steps", "60"], "optimizer", "schedule_shape"),
     ("decays_norms", ["--steps", "100"], "optimizer", "decay_groups"),
 ])
 def test_planted_bugs_in_model_and_optimizer(tmp_path, adapter, args, part, probe):
-    """Levels 1 and 2: the user's layer without STE, their schedule stuck in warmup, their weight decay on
-    norms and embeddings (kept on in stage 2) are each an INFRASTRUCTURE BUG in the right part."""
+    """Levels 1 and 2: the user's layer without STE, their schedule stuck in warmup, their weight decay kept
+    on in stage 2, their weight decay on norms and embeddings are each an INFRASTRUCTURE BUG in the right
+    part. 60 steps are enough for the schedule bugs: past the run, a copy of their optimizer and schedule
+    is stepped to the recipe's horizon (3000 steps) without training."""
     _, report = _run(tmp_path, "--model", f"tests.user_train:{adapter}", *args, code=1)
     v = report["verdict"]
     assert (v["category"], v["part"]) == ("INFRASTRUCTURE BUG", part), v
     assert _status(report)[probe] == "FAIL", _status(report)
 
 
+@pytest.mark.training
 def test_healthy_short_run_blames_nothing(tmp_path):
     """The healthy adapter (model, optimizer, schedule, sampler, KV cache) after 300 steps: no probe FAILs,
     the schedule was applied as the recipe intends, the verdict states the reference."""
@@ -114,6 +119,19 @@ def _session(tmp_path, **kw):
     return Session("arith", out=str(tmp_path / "runs"), **kw)
 
 
+def test_session_steps_bound_the_loop(tmp_path):
+    """Session(steps=N): the loop's range (s.max_steps) and its evaluation stop at N, the report says the
+    step limit stopped it (the bisection's retrain gets the same limit: Session._loop_swap)."""
+    s = _session(tmp_path, steps=20, eval_every=10)
+    assert s.max_steps == 20
+    model, opt = user_train.train_loop(s)
+    report = s.finish(model, optimizer=opt, bisect=False).to_dict()
+    assert (report["metrics"]["steps"], report["metrics"]["stopped"]) == (20, "steps"), report["metrics"]
+    with pytest.raises(ValueError, match="steps must be positive"):
+        _session(tmp_path, steps=0)
+
+
+@pytest.mark.training
 @pytest.mark.parametrize("bug,steps,part,probe", [
     ("labels_shifted_twice", 400, "data/labels", "label_offset"),
     ("loss_over_ignored", 200, "loss/causality", "logged_loss"),
@@ -131,6 +149,7 @@ def test_planted_bugs_in_the_users_loop(tmp_path, bug, steps, part, probe):
     assert (tmp_path / "runs").glob("*/report.json")
 
 
+@pytest.mark.training
 def test_loop_hooks_accumulation_and_resume(tmp_path):
     """Level 3 hooks: the user's accumulation and resume, healthy then with the bug, judged against one
     large batch and against straight training."""

@@ -28,6 +28,52 @@ def _task_text(seed):
     return "".join("".join(task.example_text(rng)) for _ in range(10))
 
 
+class _Windowed(torch.nn.Module):
+    """One attention head over a sliding window of WINDOW positions (learned positions, no quantization)."""
+    WINDOW = 40
+
+    def __init__(self, vocab=16, d=16, block=64):
+        super().__init__()
+        torch.manual_seed(0)
+        self.tok, self.pos = torch.nn.Embedding(vocab, d), torch.nn.Embedding(block, d)
+        self.qkv, self.head = torch.nn.Linear(d, 3 * d), torch.nn.Linear(d, vocab)
+
+    def attend(self, q, k, v, keep):  # q (B, Tq, d), k v (B, Tk, d), keep (Tq, Tk)
+        a = (q @ k.transpose(1, 2) / q.shape[-1] ** 0.5).masked_fill(~keep, float("-inf"))
+        return a.softmax(-1) @ v
+
+    def forward(self, idx):
+        T = idx.shape[1]
+        q, k, v = self.qkv(self.tok(idx) + self.pos(torch.arange(T))).chunk(3, -1)
+        i = torch.arange(T)
+        keep = (i[None, :] <= i[:, None]) & (i[:, None] - i[None, :] < self.WINDOW)
+        return self.head(self.attend(q, k, v, keep))
+
+    def incremental(self, idx, window=True):
+        out, ks, vs = [], [], []
+        for t in range(idx.shape[1]):
+            q, k, v = self.qkv(self.tok(idx[:, t:t + 1]) + self.pos(torch.tensor([t]))).chunk(3, -1)
+            ks.append(k)
+            vs.append(v)
+            first = max(0, t - self.WINDOW + 1) if window else 0  # the bug: the cache keeps every key
+            keep = torch.ones(1, t + 1 - first, dtype=torch.bool)
+            out.append(self.head(self.attend(q, torch.cat(ks[first:], 1), torch.cat(vs[first:], 1), keep)))
+        return torch.cat(out, 1)
+
+
+def test_kv_cache_parity_decodes_across_the_window():
+    """#22: a cached path that ignores a 40-token sliding window agrees with the full forward on 32 tokens
+    and FAILs once the probe decodes the model's whole context (64); the windowed cache PASSes there."""
+    from probes import Subject
+    model = _Windowed().eval()
+    x = torch.randint(0, 16, (4, 16), generator=torch.Generator().manual_seed(1))
+    for context, window, status in ((None, False, "PASS"), (64, False, "FAIL"), (64, True, "PASS")):
+        s = Subject(model=model, batches=[(x, x)], vocab_size=16, context=context,
+                    incremental_logits=lambda m, idx, w=window: m.incremental(idx, w))
+        r = result(s, "kv_cache_parity")
+        assert r.status == status, (context, window, r.message)
+
+
 def test_kv_cache_parity_both_ways():
     """Our cache matches a full forward; a cache whose position stalls after token 0 does not."""
     s = subject()

@@ -137,7 +137,9 @@ def test_flip_rate_watch_and_churn_warning():
 
 
 def test_binary_layers_are_not_called_ternary():
-    """#15: sign codes (b1) have one magnitude like ternary codes, but no zeros: ternary_distribution names them."""
+    """#15: sign codes (b1) have one magnitude like ternary codes, but no zeros: ternary_distribution names them,
+    as a WARN (#22: b1 trains; a deviation from b1.58, never a FAIL on its own), and quantization_applied
+    finds the layer computes b1 exactly."""
     import torch.nn.functional as F
 
     from bitcheck.bitnet.model import activation_quant
@@ -150,7 +152,47 @@ def test_binary_layers_are_not_called_ternary():
     assert result(s, "ternary_distribution").value["binary_layers"] == 0
     s.model = LogitsOnly(patch_bitlinear(_model(s), binary))
     r = result(s, "ternary_distribution")
-    assert r.status == "FAIL" and "binary (b1)" in r.message and r.value["binary_layers"] > 0, r.message
+    assert r.status == "WARN" and "binary (b1)" in r.message and r.value["binary_layers"] > 0, r.message
+    r = result(s, "quantization_applied")
+    assert r.status == "WARN" and "binary (b1) weights" in r.message, r.message
+
+
+def _per_channel(self, x):
+    """One mean|W| per output row (per-channel scales), per-token int8 activations."""
+    import torch.nn.functional as F
+
+    from bitcheck.bitnet.model import activation_quant
+    w = self.weight
+    s = w.abs().mean(dim=1, keepdim=True).clamp(min=1e-5)
+    return F.linear(x + (activation_quant(x) - x).detach(), w + ((w / s).round().clamp(-1, 1) * s - w).detach())
+
+
+def _four_bit(self, x):
+    """b1.58 weights with 4-bit per-token activations (7 / max|x|, codes in [-8, 7])."""
+    import torch.nn.functional as F
+
+    from bitcheck.bitnet.model import weight_quant
+    s = 7.0 / x.abs().amax(dim=-1, keepdim=True).clamp(min=1e-5)
+    xq = (x * s).round().clamp(-8, 7) / s
+    return F.linear(x + (xq - x).detach(), self.weight + (weight_quant(self.weight) - self.weight).detach())
+
+
+def test_deviations_that_train_are_named_as_warnings():
+    """#22: per-output-channel weight scales and 4-bit activations are b1.58 variants that train: each is a
+    WARN naming the variant (quantization_applied matches it exactly), never a FAIL. A real bug next to
+    them still FAILs: the inverted scale in one variant is not explained by any."""
+    for forward, words in ((_per_channel, "per-channel weight scales"), (_four_bit, "4-bit activations")):
+        s = subject()
+        s.model = LogitsOnly(patch_bitlinear(_model(s), forward))
+        r = result(s, "quantization_applied")
+        assert r.status == "WARN" and words in r.message, (words, r.status, r.message)
+    s = subject()
+    s.model = LogitsOnly(patch_bitlinear(_model(s), _per_channel))
+    r = result(s, "ternary_distribution")
+    assert r.status == "WARN" and "one scale per output row" in r.message and r.value["per_channel_layers"] > 0
+    s = subject()
+    s.model = LogitsOnly(patch_bitlinear(_model(s), inverted_scale))
+    assert result(s, "quantization_applied").status == "FAIL"
 
 
 def test_quantized_layers_found_by_behaviour():

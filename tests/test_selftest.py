@@ -16,6 +16,7 @@ def _check(result):
     return report
 
 
+@pytest.mark.training
 def test_selftest_fast_subset():
     """One healthy seed and the quick subset of bugs (what the default suite runs)."""
     report = _check(CliRunner().invoke(app, ["selftest", "--fast", "--json"]))

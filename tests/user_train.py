@@ -143,6 +143,9 @@ HOOKS = dict(build=build, optimizer=optimizer, sampler=sampler, incremental_logi
 healthy = types.SimpleNamespace(**HOOKS)
 no_ste = types.SimpleNamespace(**{**HOOKS, "build": lambda spec: build(spec, NoSTE)})
 stuck_in_warmup = types.SimpleNamespace(**{**HOOKS, "optimizer": lambda m, r: optimizer(m, r, stuck_in_warmup=True)})
+# weight decay kept on in stage 2 (seen in public code, fixed upstream): a quick run PASSes in stage 1, so only
+# the schedule stepped to the horizon shows it
+wd_kept_in_stage2 = types.SimpleNamespace(**{**HOOKS, "optimizer": lambda m, r: optimizer(m, r, wd_in_stage2=True)})
 decays_norms = types.SimpleNamespace(**{**HOOKS, "optimizer": lambda m, r: optimizer(m, r, decay_everything=True,
                                                                                      wd_in_stage2=True)})
 
@@ -185,7 +188,7 @@ def train_loop(session, bug: str | None = None, steps: int | None = None, grad_a
     make_optimizer = optimizer_skipping_matrices if bug == "frozen_layers" else optimizer
     opt, sched = make_optimizer(model, session.recipe)
     session.watch(model, opt)
-    for step in range(steps or session.recipe.steps):
+    for step in range(steps or session.max_steps):
         total = 0.0
         for micro in range(grad_accum):
             x, y = session.batch(step, micro)
@@ -227,33 +230,33 @@ def accumulate_per_micro_batch(model, micro_batches):
 
 
 def resume_hooks(session, keep_optimizer_state: bool = True) -> dict:
-    """The user's checkpointing: save/load of model, optimizer and schedule (or, the bug, the model only)."""
+    """The user's checkpointing of their whole training state, (model, optimizer, schedule): save/load of
+    all three (or, the bug, without the optimizer's state)."""
     def make():
         torch.manual_seed(0)
         model = build(session.spec)
         opt, sched = optimizer(model, session.recipe)
-        opt.sched = sched
-        return model, opt
+        return model, opt, sched
 
-    def train(model, opt, batches):
+    def train(model, opt, sched, batches):
         for x, y in batches:
             F.cross_entropy(model(x).flatten(0, 1), y.flatten(), ignore_index=-1).backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
-            opt.sched.step()
+            sched.step()
 
-    def save(model, opt, path):
-        state = {"model": model.state_dict(), "sched": opt.sched.state_dict()}
+    def save(model, opt, sched, path):
+        state = {"model": model.state_dict(), "sched": sched.state_dict()}
         if keep_optimizer_state:
             state["opt"] = opt.state_dict()
         torch.save(state, path)
 
     def load(path):
         state = torch.load(path, weights_only=True)
-        model, opt = make()
+        model, opt, sched = make()
         model.load_state_dict(state["model"])
         if "opt" in state:
             opt.load_state_dict(state["opt"])
-        opt.sched.load_state_dict(state["sched"])
-        return model, opt
+        sched.load_state_dict(state["sched"])
+        return model, opt, sched
     return {"make": make, "train": train, "save": save, "load": load}

@@ -321,9 +321,12 @@ def conform(
     factory: Annotated[Optional[str], typer.Option(help="module.path:function(in_features, out_features) -> "
                                                    "layer, when the class needs more arguments.")] = None,
     device: Annotated[str, typer.Option(help="Where the layer runs: cpu, or cuda for CUDA-only kernels.")] = "cpu",
-    input_rank: Annotated[int, typer.Option(help="2: call the layer on (N, in); 3: on (1, N, in), for layers "
-                                            "that take only (B, T, in).")] = 2,
+    input_rank: Annotated[Optional[int], typer.Option(help="2: call the layer on (N, in); 3: on (1, N, in). "
+                                                      "Default: 3 where the layer takes it (a scale shared across "
+                                                      "the sequence shows only there), else 2.")] = None,
     examples: Annotated[int, typer.Option(help="Hypothesis examples per property.")] = 100,
+    out: Annotated[Optional[str], typer.Option(help="Also write report.json and report.md to a new folder "
+                                               "conform-<time> under this one.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Run the BitNet b1.58 property tests against YOUR BitLinear (hypothesis, shrunk counterexamples).
@@ -331,7 +334,10 @@ def conform(
     Properties: ternary weights times one scale (not binary); the mean|W| scale convention with ties
     rounded to even; per-token int8 activations; STE gradients equal the reference; finite on all-zero
     rows; deterministic; no bias. The layer's pieces are measured apart first, so a failure names its
-    cause (a bias, an in-layer norm, binary codes, one activation scale per tensor, a non-identity STE).
+    cause (a bias, binary codes, one activation scale per tensor or sequence, a non-identity STE). A norm
+    inside the layer before its activation quantizer (b1.58's training tips, SubLN) is a design: the
+    properties are tested on its output, and the norm on its own (input_norm: RMSNorm or LayerNorm,
+    gain applied).
     Each failure prints hypothesis' minimal example with the layer's output, the expected value and the
     seed, and the fix. Exit 0 when all hold, 1 when any fails, 2 for a bad LAYER or --factory, or a layer
     that cannot be tested as given (one line saying how: --factory, --device, --input-rank).
@@ -342,7 +348,7 @@ def conform(
 
     if examples <= 0:
         raise UserError(f"--examples must be positive, got {examples}")
-    if input_rank not in (2, 3):
+    if input_rank not in (None, 2, 3):
         raise UserError(f"--input-rank must be 2 or 3, got {input_rank}")
     if layer is None and factory is None:
         raise UserError("give the layer as module.path:LayerClass, or --factory module.path:function")
@@ -351,11 +357,18 @@ def conform(
     make = import_object(factory, "--factory") if factory else import_object(layer, "LAYER")
     try:
         name = (factory or layer).split(":")[-1]
-        results = [r.to_dict() for r in check_layer(Harness(lambda i, o: make(i, o), device, input_rank, name),
-                                                    max_examples=examples)]
+        harness = Harness(lambda i, o: make(i, o), device, input_rank, name)
+        results = [r.to_dict() for r in check_layer(harness, max_examples=examples)]
     except Untestable as e:
         raise UserError(f"cannot test {layer or factory}: {e}") from None
-    _finish(conform_outcome(layer or factory, results), json_out, render.render_conform)
+    outcome = conform_outcome(layer or factory, results, harness.facts)
+    if out is not None:
+        from bitcheck.bitnet.rundir import RunDir
+        folder = RunDir.create(out, "conform")
+        folder.report_json.write_text(json.dumps(render.clean(outcome.to_dict()), indent=2))
+        folder.report_md.write_text(render.conform_markdown(outcome.to_dict()))
+        print(f"report: {folder.path}", file=sys.stderr)
+    _finish(outcome, json_out, render.render_conform)
 
 
 def torch_cuda_available() -> bool:

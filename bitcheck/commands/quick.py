@@ -196,7 +196,7 @@ def _run_theirs(s: _Setup, adapter: Adapter) -> Report:
                        f"{'passed at' if ref['passed'] else 'did not pass in'} {ref['steps']} steps"))
     spec = ModelSpec.from_config(s.mcfg)
     subject = own_model_subject(model.net, s.task, batches, tcfg.seed, adapter.hooks(lambda: adapter.build(spec)),
-                                own_history(watchers, trainer, tcfg, scalars), layers, s.answer_only,
+                                own_history(watchers, trainer, tcfg, scalars, adapter), layers, s.answer_only,
                                 s.mcfg.block_size)
 
     def retrain():  # asked by the judge only when the user's model did not learn and no probe said why

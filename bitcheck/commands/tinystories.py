@@ -282,7 +282,7 @@ def _run_stories(opts: StoriesOptions, resume: str | None, dist: Dist, device: s
     else:
         subject = stories_own_subject(model.net, mcfg, tok, fed, probe_text,
                                       adapter.hooks(lambda: adapter.build(ModelSpec.from_config(mcfg))),
-                                      own_history(watchers, trainer, tcfg, scalars), opts.layers)
+                                      own_history(watchers, trainer, tcfg, scalars, adapter), opts.layers)
     report = assess("tinystories", subject, stories_evidence(facts, run), facts, STORIES, run_dir=str(run.path))
     write_report(run, report.to_dict())
     return report

@@ -70,10 +70,14 @@ class Outcome:
         return EXIT_PASS if self.passed else EXIT_FAIL
 
 
-def conform_outcome(layer: str, properties: list[dict]) -> Outcome:
-    """`bitcheck conform`: passes when every property holds (a SKIP or ERROR does not)."""
+def conform_outcome(layer: str, properties: list[dict], facts: dict | None = None) -> Outcome:
+    """`bitcheck conform`: passes when every property holds (a SKIP or ERROR does not). `facts`: what
+    probes/conform.py's inspect_layer found; the report states the input rank and the norm tested through."""
+    facts = facts or {}
+    found = {"input": "(1, N, in)" if facts.get("input_rank") == 3 else "(N, in)",
+             "input_norm": facts.get("input_norm"), "cast_from": facts.get("cast_from")}
     return Outcome("conform", all(r["status"] == "PASS" for r in properties),
-                   {"command": "conform", "layer": layer, "properties": properties})
+                   {"command": "conform", "layer": layer, "found": found, "properties": properties})
 
 
 def export_outcome(out: str, result: dict) -> Outcome:

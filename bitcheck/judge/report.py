@@ -395,11 +395,34 @@ def render_conform(result: dict, console) -> None:
     for r in result["properties"]:
         table.add_row(r["name"], f"[{'green' if r['status'] == 'PASS' else 'red'}]{r['status']}", r["message"])
     console.print(table)
+    console.print(_conform_found(result), highlight=False, soft_wrap=True)
     for r in result["properties"]:
         if r["status"] != "PASS":
             console.print(f"[bold red]{r['name']}[/]: minimal counterexample {json.dumps(r['counterexample'])}",
                           highlight=False, soft_wrap=True)
             console.print(f"  fix: {r['hint']}", highlight=False, soft_wrap=True)
+
+
+def _conform_found(result: dict) -> str:
+    found = result.get("found") or {}
+    line = f"called on {found.get('input', '(N, in)')} inputs"
+    if found.get("input_norm"):
+        line += f"; a norm inside the layer ({found['input_norm']}): properties tested on its output"
+    if found.get("cast_from"):
+        line += f"; weights kept in {found['cast_from']}, tested in float32"
+    return line
+
+
+def conform_markdown(result: dict) -> str:
+    """report.md of `bitcheck conform --out`: the property table, what was found, each failure's example."""
+    lines = [f"# bitcheck conform {result['layer']}", "", _conform_found(result), "",
+             "| property | status | message |", "|---|---|---|"]
+    lines += [f"| {r['name']} | {r['status']} | {r['message'].replace('|', '/')} |" for r in result["properties"]]
+    for r in result["properties"]:
+        if r["status"] != "PASS":
+            lines += ["", f"## {r['name']}", "", f"minimal counterexample: `{json.dumps(r['counterexample'])}`", "",
+                      f"fix: {r['hint']}"]
+    return "\n".join(lines) + "\n"
 
 
 def render_selftest(result: dict, console) -> None:

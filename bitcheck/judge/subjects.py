@@ -89,7 +89,7 @@ def task_subject(model: BitNet, cfg: ModelConfig, task, batches, seed: int, watc
         model=LogitsOnly(model), tokenizer=task.tokenizer, batches=[batches(i, 0) for i in range(n_batches)],
         texts=texts, prompts=prompts, vocab_size=cfg.vocab_size,
         fresh_model=lambda: LogitsOnly(BitNet(cfg)), sampler=sampler, generate=sample_generator(task.tokenizer.bos_id),
-        incremental_logits=incremental_logits, history=history, device=str(device),
+        incremental_logits=incremental_logits, context=cfg.block_size, history=history, device=str(device),
         inference_model=LogitsOnly(packed_model(model)),  # the deployment path, for the parity probe
         skip={"repetition": ANSWER_ONLY_SKIP, "gibberish": ANSWER_ONLY_SKIP} if answer_only else {})
 
@@ -107,7 +107,7 @@ def stories_subject(model: BitNet, cfg: ModelConfig, tok, batches: list, text: s
         model=LogitsOnly(model), tokenizer=TokenizerAdapter(tok), batches=batches,
         texts=[plain[i * n:(i + 1) * n] for i in range(3)], prompts=list(STORY_PROMPTS), vocab_size=cfg.vocab_size,
         fresh_model=lambda: LogitsOnly(BitNet(cfg)), sampler=sampler, generate=sample_generator(eos),
-        incremental_logits=incremental_logits, history=training_history(watchers, optimizer),
+        incremental_logits=incremental_logits, context=cfg.block_size, history=training_history(watchers, optimizer),
         device=str(next(model.parameters()).device),
         inference_model=LogitsOnly(packed_model(model)))
 

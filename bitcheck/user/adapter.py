@@ -25,6 +25,7 @@ needs only logits (full forward passes, greedy or sampled), so a poor score is t
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
 from dataclasses import dataclass
@@ -203,8 +204,11 @@ def build_user_model(adapter: Adapter, cfg: ModelConfig, seq_len: int, device: s
                              f"context): {type(e).__name__}: {first_line(e)}") from None
     if not isinstance(logits, torch.Tensor) or logits.dim() != 3 or tuple(logits.shape[:2]) != (2, seq_len):
         shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-        raise UserModelError(f"{adapter.source}: the model returned {shape} for ids (2, {seq_len}); "
-                             "expected logits (B, T, V)")
+        last_only = isinstance(logits, torch.Tensor) and logits.dim() == 3 and logits.shape[1] == 1
+        raise UserModelError(f"{adapter.source}: the model returned {shape} for ids (2, {seq_len}); expected logits "
+                             "(B, T, V)" + ("; it returns the last position only: return every position's logits, "
+                                            "or take targets=None as nanoGPT does (called with targets, it returns "
+                                            "them all)" if last_only else ""))
     if logits.shape[-1] < cfg.vocab_size:
         raise UserModelError(f"{adapter.source}: the model outputs {logits.shape[-1]} logits but the task's vocabulary "
                              f"has {cfg.vocab_size} tokens: build the model with spec.vocab_size")
@@ -225,6 +229,30 @@ def user_optimizer(adapter: Adapter, model: nn.Module, recipe: Recipe) -> tuple[
     if sched is not None and not (hasattr(sched, "step") or callable(sched)):
         raise UserModelError(f"{adapter.source}: the schedule has no step() and is not callable")
     return opt, sched
+
+
+def schedule_over_horizon(adapter: Adapter, model: nn.Module, recipe: Recipe, after: int,
+                          every: int = 10) -> list[dict]:
+    """[{"step" (1-based), "lr", "weight_decay"}] every `every` steps after step `after` to the recipe's
+    horizon (recipe.steps): the user's optimizer and schedule built afresh on a copy of `model` and stepped
+    without gradients (the optimizer step skips parameters without one), as bitcheck's Trainer steps
+    them (bitcheck/bitnet/train.py: the schedule, the LR and weight decay read, the step). A quick run
+    PASSes around step 1300 of 3000: without this, a stage-2 bug (weight decay kept, a wrong second
+    peak) never shows. [] when their optimizer or schedule cannot step without gradients."""
+    from bitcheck.bitnet.train import applied, step_user_schedule
+    rows = []
+    try:
+        opt, sched = user_optimizer(adapter, copy.deepcopy(model), recipe)
+        for step in range(recipe.steps):
+            step_user_schedule(sched, step, after=False)
+            if step + 1 > after and (step + 1) % every == 0:
+                lr, wd = applied(opt)
+                rows.append({"step": step + 1, "lr": lr, "weight_decay": wd})
+            opt.step()
+            step_user_schedule(sched, step, after=True)
+    except Exception:  # noqa: BLE001 - the user's optimizer needs gradients: stage 2 stays unseen
+        return []
+    return rows
 
 
 def build_for_training(adapter: Adapter, cfg: ModelConfig, tcfg: TrainConfig, layers: str | None,

@@ -6,7 +6,7 @@
     model = MyBitNet(**s.spec.to_dict())                   # vocab_size, block_size, n_embd, ...
     opt, sched = my_optimizer(model, s.recipe)             # lr, weight_decay, warmup_steps, steps (horizon)
     s.watch(model, opt)                                    # optional: flip rates, param-group weight decay
-    for step in range(s.recipe.steps):
+    for step in range(s.max_steps):                        # Session(steps=N) bounds it (default: the horizon)
         x, y = s.batch(step)                               # (B, T) token ids; y = -1: no loss there
         loss = my_train_step(model, opt, sched, x, y)
         s.log(step + 1, loss, lr=opt.param_groups[0]["lr"], weight_decay=opt.param_groups[0]["weight_decay"])
@@ -69,8 +69,13 @@ class Session:
     """One task for a user's own loop. `options`: the task's command-line options ({"ops": "+-*/"})."""
 
     def __init__(self, task: str = "arith", out: str = "runs", seed: int = 0, minutes: float = 15.0,
-                 preset: str = "tiny", options: dict | None = None, eval_every: int = EVAL_EVERY):
+                 preset: str = "tiny", options: dict | None = None, eval_every: int = EVAL_EVERY,
+                 steps: int | None = None):
+        if steps is not None and steps <= 0:
+            raise ValueError(f"steps must be positive, got {steps}")
         self.name, self.seed, self.eval_every = task, seed, eval_every
+        # the loop's step limit (None: the recipe's horizon); it bounds the bisection's retrain too
+        self.max_steps = min(steps, USER_HORIZON) if steps is not None else USER_HORIZON
         self.task = build_task(task, options)
         spec = TASKS[task]
         self.config: ModelConfig = preset_config(preset, vocab_size=self.task.tokenizer.vocab_size, **spec.model)
@@ -143,7 +148,8 @@ class Session:
         self.last_eval = evaluation
         stalled = self.stall.update(self.train_config, evaluation.val_loss, evaluation.gate)
         over = evaluation.elapsed_s >= (self.train_config.max_minutes or float("inf")) * 60
-        self.stopped = Stop.EARLY if evaluation.passed else Stop.STALLED if stalled else Stop.TIME if over else None
+        self.stopped = (Stop.EARLY if evaluation.passed else Stop.STALLED if stalled else Stop.TIME if over else
+                        Stop.STEPS if step >= self.max_steps else None)
         evaluation.stop = self.stopped is not None
         return evaluation
 
@@ -155,8 +161,11 @@ class Session:
         """Probe the trained model with what the loop handed over, decide, write the run directory.
 
         accumulate(model, micro_batches): your gradient accumulation (forward + backward over the list of
-        (x, y), leaving .grad). resume: {"make": () -> (model, optimizer), "train": (model, optimizer,
-        batches) -> None, "save": (model, optimizer, path) -> None, "load": path -> (model, optimizer)}.
+        (x, y), leaving the unscaled .grad: with a GradScaler, call scaler.unscale_(optimizer) or hand over
+        the accumulation without it). resume: {"make": () -> state, "train": (state, batches) -> None,
+        "save": (state, path) -> None, "load": path -> state}, where state is your whole training state as
+        your save/load keeps it: a tuple such as (model, optimizer, scheduler, scaler) (spread as
+        arguments), a dict or a trainer object; its model is found inside (probes/loop.py resume_state).
         fresh_model: () -> an untrained model like yours; with it, a run that did not learn and that no
         probe explains is bisected: the same model retrained in bitcheck's loop (its optimizer and
         schedule) on the same batches, time budget and stop rules; if that learns, your loop is the cause."""
@@ -197,9 +206,9 @@ class Session:
 
     def _loop_swap(self, fresh_model) -> dict:
         """A fresh model like yours trained by bitcheck's Trainer (AdamW groups, cosine cycles) instead of
-        your loop, under this session's time budget (eager: a user model may not compile)."""
+        your loop, under this session's step limit and time budget (eager: a user model may not compile)."""
         torch.manual_seed(self.seed)
-        cfg = dataclasses.replace(self.train_config, compile=False, **REFERENCE_SCHEDULE)
+        cfg = dataclasses.replace(self.train_config, compile=False, max_steps=self.max_steps, **REFERENCE_SCHEDULE)
         net = UserNet(fresh_model(), self.config)
         return {"swap": "loop", **retrain(self.run, "bisect/loop", net, self.config, cfg, self.task, self.answer_only,
                                           None, None, progress=False)}

@@ -18,7 +18,7 @@ import torch
 from bitcheck.bitnet.config import ModelConfig
 from bitcheck.bitnet.tokenizer import EOS as SEPARATOR
 from bitcheck.judge.subjects import ANSWER_ONLY_SKIP, STORY_PROMPTS, make_watchers, training_history
-from bitcheck.user.adapter import Recipe
+from bitcheck.user.adapter import Recipe, schedule_over_horizon
 from bitcheck.user.factory import (
     N_TEXTS,
     ROWS,
@@ -47,15 +47,22 @@ def own_watchers(layers: str | None, optimizer=None) -> list:
     return make_watchers(pattern=layers) + ([OptimizerWatch(optimizer)] if optimizer is not None else [])
 
 
-def own_history(watchers, trainer, tcfg, scalars: list[dict]) -> History:
+def own_history(watchers, trainer, tcfg, scalars: list[dict], adapter=None) -> History:
     """Subject.history of a run of the user's model in bitcheck's Trainer: the watchers', and when their
-    optimizer and schedule ran, the LR and weight decay they applied next to what the recipe intends."""
+    optimizer and schedule ran, the LR and weight decay they applied next to what the recipe intends,
+    continued to the recipe's horizon by a copy of their optimizer stepped without training (`adapter`:
+    bitcheck/user/adapter.py's schedule_over_horizon)."""
     history = training_history(watchers, trainer.optimizer)
     if not trainer.own_optimizer:
         recipe = Recipe.from_config(tcfg)
         applied = [{"step": r["step"], "lr": r["lr"], "weight_decay": r["weight_decay"]} for r in scalars if "lr" in r]
+        last = applied[-1]["step"] if applied else 0
+        net = getattr(trainer.model, "net", trainer.model)  # the user's module inside bitcheck's UserNet
+        more = schedule_over_horizon(adapter, net, recipe, last) if adapter is not None else []
+        applied += more
         history = dataclasses.replace(
             history, schedule=applied, warmup_steps=recipe.warmup_steps, intended=recipe.intended_for(applied),
+            schedule_stepped_from=last if more else None,
             group_decay=next((w.records for w in watchers if isinstance(w, OptimizerWatch)), None))
     return history
 
@@ -102,7 +109,8 @@ def _user_subject(model: torch.nn.Module, hooks: Hooks, *, tokenizer, batches: l
     return Subject(
         model=model, tokenizer=tokenizer, batches=batches, texts=texts, prompts=prompts, vocab_size=vocab_size,
         fresh_model=hooks.fresh_model, sampler=hooks.sampler, generate=generate,
-        incremental_logits=hooks.incremental_logits, history=history or History(), layer_pattern=layers,
+        incremental_logits=hooks.incremental_logits, context=block_size, history=history or History(),
+        layer_pattern=layers,
         skip={**hooks.skips(), **skip}, device=device or str(next(model.parameters()).device),
         inference_model=hooks.inference_model(model) if hooks.inference_model is not None else None)
 
