@@ -26,11 +26,11 @@ WORKERS ?= 2
 
 test: setup  ## lint, then the suite without the long end-to-end runs, on two workers (what CI runs)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -n $(WORKERS) -m "not slow"
+	$(BIN)/python -m pytest -n $(WORKERS) --dist worksteal --durations=25 -m "not slow"
 
 test-fast: setup  ## lint, then the suite without any test that trains for long (a minute or two)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -n $(WORKERS) -m "not slow and not training"
+	$(BIN)/python -m pytest -n $(WORKERS) --dist worksteal -m "not slow and not training"
 
 test-all: setup  ## lint, then every test, the long end-to-end runs included (~75 min, one process)
 	$(BIN)/ruff check .

@@ -220,15 +220,16 @@ def logits_of(model: nn.Module, idx: torch.Tensor) -> torch.Tensor:
     first item is the logits, or an object with .logits are all accepted. A model that returns the last
     position's logits alone when no targets are given (nanoGPT's `forward(idx, targets=None)`) is called
     again with dummy targets, which gives every position's (the loss it computes is discarded)."""
-    logits = _logits(model(idx))
+    logits = output_logits(model(idx))
     if logits.dim() == 3 and logits.shape[1] == 1 and idx.shape[1] > 1:
-        name = _targets_parameter(model)
+        name = targets_parameter(model)
         if name is not None:
-            logits = _logits(model(idx, **{name: torch.zeros_like(idx)}))
+            logits = output_logits(model(idx, **{name: torch.zeros_like(idx)}))
     return logits
 
 
-def _logits(out: Any) -> torch.Tensor:
+def output_logits(out: Any) -> torch.Tensor:
+    """The logits in a model's output: the tensor itself, a tuple's first item, or `.logits`."""
     if isinstance(out, torch.Tensor):
         return out
     if isinstance(out, (tuple, list)):
@@ -238,7 +239,7 @@ def _logits(out: Any) -> torch.Tensor:
     raise TypeError(f"model returned {type(out).__name__}; expected logits, a tuple, or an object with .logits")
 
 
-def _targets_parameter(model: nn.Module) -> str | None:
+def targets_parameter(model: nn.Module) -> str | None:
     """The name of forward's targets argument (targets, target, labels, y), or None."""
     import inspect
     try:

@@ -106,14 +106,21 @@ def grad_accumulation(s: Subject):
     if accumulate is None:
         return Measurement(message="the loop handed over no accumulate(model, micro_batches)", status=SKIP)
     x, y = (t.to(s.device) for t in s.batches[0])
-    err = _accumulation_error(s.model, accumulate, _unequal_split(x, y))
+    err, scale, err_scaled = _accumulation_error(s.model, accumulate, _unequal_split(x, y))
     fix = ("Divide every micro-batch's summed token loss by the total number of target tokens of the whole "
            "accumulated batch, not by its own count.")
     what = f"accumulated gradient differs from the one-batch gradient by {err:.2e} (relative)"
     m = Measurement(err, [ACCUM_ERROR], what + " on micro-batches of unequal target counts", fix)
     if m.judged() == PASS:
         return m
-    err_eq = _accumulation_error(s.model, accumulate, _equal_split(x, y))
+    if scale >= 2 and abs(math.log2(scale) - round(math.log2(scale))) < 1e-3 and ACCUM_ERROR.judge(err_scaled) == PASS:
+        # a GradScaler loop: right up to the loss scale (a power of two), which accumulate left on .grad
+        return Measurement(err_scaled, [ACCUM_ERROR], f"the accumulated gradient is {scale:g} x the one-batch gradient "
+                           f"(exact up to that factor, {err_scaled:.1e}): a GradScaler's loss scale left on .grad",
+                           "Call scaler.unscale_(optimizer) at the end of accumulate, or hand over the accumulation "
+                           "without the scaler.", status=WARN, values={"accumulation_error": err_scaled,
+                                                                       "loss_scale": scale})
+    err_eq = _accumulation_error(s.model, accumulate, _equal_split(x, y))[0]
     m.values = {"accumulation_error": err, "equal_counts_error": err_eq}
     if ACCUM_ERROR.judge(err_eq) != PASS:
         m.value, m.message = err_eq, f"{what} on unequal and by {err_eq:.2e} on equal target counts"
@@ -132,8 +139,9 @@ def grad_accumulation(s: Subject):
     return m
 
 
-def _accumulation_error(model: torch.nn.Module, accumulate, micro: list) -> float:
-    """Relative L2 distance between the gradient accumulate(model, micro) leaves and the one-batch gradient."""
+def _accumulation_error(model: torch.nn.Module, accumulate, micro: list) -> tuple[float, float, float]:
+    """(relative L2 distance between the gradient accumulate(model, micro) leaves and the one-batch gradient,
+    the least-squares factor c between them, the relative distance to c times the one-batch gradient)."""
     joined = (torch.cat([m[0] for m in micro]), torch.cat([m[1] for m in micro]))
     model = copy.deepcopy(model).train()
     model.zero_grad(set_to_none=True)
@@ -142,9 +150,12 @@ def _accumulation_error(model: torch.nn.Module, accumulate, micro: list) -> floa
     model.zero_grad(set_to_none=True)
     accumulate(model, micro)
     got = {n: p.grad.detach() for n, p in model.named_parameters() if p.grad is not None}
-    num = sum(float((got.get(n, torch.zeros_like(g)) - g).norm() ** 2) for n, g in ref.items()) ** 0.5
+    zero = {n: torch.zeros_like(g) for n, g in ref.items()}
+    num = sum(float((got.get(n, zero[n]) - g).norm() ** 2) for n, g in ref.items()) ** 0.5
     den = sum(float(g.norm() ** 2) for g in ref.values()) ** 0.5
-    return num / max(den, 1e-12)
+    c = sum(float((got.get(n, zero[n]) * g).sum()) for n, g in ref.items()) / max(den ** 2, 1e-24)
+    scaled = sum(float((got.get(n, zero[n]) - c * g).norm() ** 2) for n, g in ref.items()) ** 0.5
+    return num / max(den, 1e-12), c, scaled / max(abs(c) * den, 1e-12)
 
 
 def _equal_split(x: torch.Tensor, y: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -101,7 +101,15 @@ def test_grad_accumulation_both_ways():
     ragged = y.clone()
     ragged[:, :5] = -1
     ragged[:3, :9] = -1  # 7 targets in three rows, 11 in the others
+    def scaled(model, micro_batches):  # a GradScaler loop that hands over its scaled gradients
+        accumulate(model, micro_batches)
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.grad is not None:
+                    p.grad.mul_(65536.0)
+
     cases = ((accumulate, y, "PASS", ""), (accumulate, ragged, "PASS", ""),
+             (scaled, ragged, "WARN", "GradScaler's loss scale"),
              (accumulate_per_micro_batch, ragged, "FAIL", "rows hold 7 to 11 target tokens"),
              (accumulate_per_micro_batch, y, "WARN", "exact only when every micro-batch holds the same number"),
              (_summed, y, "FAIL", "on equal target counts"), (_summed, ragged, "FAIL", "on equal target counts"))

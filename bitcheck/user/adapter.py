@@ -40,7 +40,7 @@ from bitcheck.bitnet.train import schedule as reference_schedule
 from bitcheck.errors import first_line
 from bitcheck.user.factory import UserModelError, import_object
 from bitcheck.user.hooks import Hooks
-from probes.core import logits_of, quant_layers
+from probes.core import logits_of, output_logits, quant_layers, targets_parameter
 
 HOOKS = ("build", "optimizer", "sampler", "generate", "incremental_logits", "inference_model")
 
@@ -152,13 +152,19 @@ class UserNet(nn.Module):
     """The user's model as bitcheck's Trainer and evaluator use it: forward(idx, targets) -> (logits,
     loss) and generate(...) by full forward passes. The probes get the user's module itself."""
 
-    def __init__(self, model: nn.Module, config: ModelConfig):
+    def __init__(self, model: nn.Module, config: ModelConfig, targets_arg: str | None = None):
         super().__init__()
         self.net = model
         self.config = config
+        # a model that returns the last position alone without targets (nanoGPT): always called with
+        # dummy targets, so a training step runs one forward, not two (logits_of's retry)
+        self.targets_arg = targets_arg
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, cache=None):
-        logits = logits_of(self.net, idx)  # (B, T, V)
+        if self.targets_arg is not None:
+            logits = output_logits(self.net(idx, **{self.targets_arg: torch.zeros_like(idx)}))  # (B, T, V)
+        else:
+            logits = logits_of(self.net, idx)  # (B, T, V)
         loss = None
         if targets is not None:
             B, T = idx.shape
@@ -212,7 +218,9 @@ def build_user_model(adapter: Adapter, cfg: ModelConfig, seq_len: int, device: s
     if logits.shape[-1] < cfg.vocab_size:
         raise UserModelError(f"{adapter.source}: the model outputs {logits.shape[-1]} logits but the task's vocabulary "
                              f"has {cfg.vocab_size} tokens: build the model with spec.vocab_size")
-    return UserNet(model.train(), cfg)
+    with torch.no_grad():
+        last_only = output_logits(model(ids)).shape[1] == 1 and seq_len > 1
+    return UserNet(model.train(), cfg, targets_parameter(model) if last_only else None)
 
 
 def user_optimizer(adapter: Adapter, model: nn.Module, recipe: Recipe) -> tuple[torch.optim.Optimizer, Any]:
