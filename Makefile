@@ -19,8 +19,8 @@ quick-arith: setup  ## train a tiny BitNet on `a + b = c` and print the verdict 
 	$(BIN)/bitcheck quick-arith $(ARGS)
 
 # `make test` (what CI runs) is the suite without the long end-to-end runs, on one pytest-xdist worker per
-# core, each on one torch thread (tests/conftest.py); none of its trainings has a time budget, so two workers
-# cannot starve one. `make test-all` adds the `slow` runs (full quick/tinystories runs to PASS, the
+# core, each on one torch thread (tests/conftest.py); each of its trainings ends at a step limit, not a time
+# budget, so two workers cannot starve one. `make test-all` adds the `slow` runs (full quick/tinystories runs to PASS, the
 # bisections, the full selftest matrix) in one process on two threads, the slow ones first: ~75 minutes here.
 WORKERS ?= 2
 
