@@ -203,10 +203,10 @@ def _deviation(layer: torch.nn.Module, x_pre: torch.Tensor, y: torch.Tensor) -> 
         return float((y64 - want).norm() / want.norm().clamp(min=1e-30)) <= REF_ERROR.warn
     w_eff = effective_weight(layer).double()
     stats = ternary_stats(w_eff)
-    if stats["levels"] > 1 and stats["row_levels"] == 1 and close(_act_quant(x_pre, 127, -128, 127) @ w_eff.T):
-        return "per-channel weight scales"
-    if stats["levels"] == 1 and stats["zero"] == 0 and close(_act_quant(x_pre, 127, -128, 127) @ w_eff.T):
-        return "binary (b1) weights"
+    per_channel = stats["levels"] > 1 and stats["row_levels"] == 1
+    binary = stats["levels"] == 1 and stats["zero"] == 0
+    if (per_channel or binary) and close(ref.dequant_activations(x_pre).double() @ w_eff.T):
+        return "per-channel weight scales" if per_channel else "binary (b1) weights"
     codes, gamma = ref.ternary_codes(latent_weight(layer))
     w_ref = codes.double() * gamma
     for q in (7, 8):
