@@ -40,16 +40,61 @@ UPDATE_RATIO_LOW = Threshold("min_median_update_ratio", warn=1e-6, fail=None, hi
        measured="1e-5..6e-5 vs 1.0 (no STE); block ratio 1.4-3.0 healthy")
 def ste_gradient_flow(s: Subject):
     """After one backward pass every quantized layer's latent weight has a finite, non-zero gradient
-    equal to the STE reference; the gradient-norm ratio between first and last layers is sane."""
+    equal to the STE reference; the gradient-norm ratio between first and last layers is sane.
+
+    Each layer's gradient is judged the moment it has accumulated and then freed, and parameters outside
+    the quantized layers take no gradient for this pass: a 95M-parameter model's gradients are never
+    all held at once (benchmarks/diagnose_95m.py). The quantized weights' gradients are the same either way."""
     model = s.model
     layers = quant_layers(model, s.layer_pattern)
     if not layers:
         return Measurement(None, [DEAD_LAYERS], "no quantized layers found")
-    inputs, grads, handles = {}, {}, []
+    weights = {name: latent_weight(m) for name, m in layers}
+    inputs, gouts, table, errors, handles = {}, {}, {}, {}, []
+
+    judging = []  # non-empty while a layer is judged: quantizer_input calls the layer, which is not the pass
+
+    def judge_layer(name: str, m, g: torch.Tensor) -> None:
+        table[name] = norm = g.norm().item()
+        x, gout = inputs.pop(name, None), gouts.pop(name, None)
+        if not torch.isfinite(g).all() or norm == 0.0 or x is None or gout is None:
+            errors[name] = 1.0
+            return
+        judging.append(name)
+        try:
+            _, pre = bl.quantizer_input(m)  # a norm inside the layer: the quantizer sees its output
+            with torch.no_grad():
+                _, want = ref.ste_grads(pre(x), weights[name], gout)
+        finally:
+            judging.pop()
+        errors[name] = (g - want).norm().item() / max(want.norm().item(), 1e-30)
+
+    def on_forward(mod, inp, out, n):
+        if judging:
+            return
+        inputs[n] = inp[0].detach()
+        if isinstance(out, torch.Tensor) and out.requires_grad:  # dL/d(output), before the weight's gradient
+            out.register_hook(lambda g, n=n: gouts.__setitem__(n, g.detach()))
+
+    sharing: dict[int, list] = {}  # latent weight -> the layers that use it (one hook judges them all)
     for name, m in layers:
-        handles.append(m.register_forward_hook(lambda mod, inp, out, n=name: inputs.__setitem__(n, inp[0].detach())))
-        handles.append(m.register_full_backward_hook(
-            lambda mod, gin, gout, n=name: grads.__setitem__(n, gout[0].detach())))
+        sharing.setdefault(id(weights[name]), []).append((name, m))
+
+    def on_grad(p):
+        for n, m in sharing[id(p)]:
+            judge_layer(n, m, p.grad)
+        p.grad = None
+
+    own = {id(w) for w in weights.values()}
+    frozen = [p for p in model.parameters() if p.requires_grad and id(p) not in own]
+    for p in frozen:
+        p.requires_grad_(False)
+    for name, m in layers:
+        handles.append(m.register_forward_hook(lambda mod, inp, out, n=name: on_forward(mod, inp, out, n)))
+    for group in sharing.values():
+        w = weights[group[0][0]]
+        if w.requires_grad and w.is_leaf:
+            handles.append(w.register_post_accumulate_grad_hook(on_grad))
     model.train()
     model.zero_grad(set_to_none=True)
     x, y = first_batch(s)
@@ -58,19 +103,15 @@ def ste_gradient_flow(s: Subject):
     finally:
         for h in handles:
             h.remove()
-    table, errors, dead = {}, {}, []
-    for name, m in layers:
-        g = latent_weight(m).grad
-        norm = g.norm().item() if g is not None else 0.0
-        table[name] = norm
-        if g is None or not torch.isfinite(g).all() or norm == 0.0:
+        for p in frozen:
+            p.requires_grad_(True)
+    dead = []
+    for name, _ in layers:
+        if name not in table:  # no gradient reached the latent weight at all
+            table[name], errors[name] = 0.0, 1.0
+        if errors[name] == 1.0 and (table[name] == 0.0 or not math.isfinite(table[name])):
             dead.append(name)
-            errors[name] = 1.0
-            continue
-        _, pre = bl.quantizer_input(m)  # a norm inside the layer: the quantizer sees its output
-        with torch.no_grad():
-            _, want = ref.ste_grads(pre(inputs[name]), latent_weight(m), grads[name])
-        errors[name] = (g - want).norm().item() / max(want.norm().item(), 1e-30)
+    table = {name: table[name] for name, _ in layers}  # in the model's order
     model.zero_grad(set_to_none=True)
     first, last = _depth_ends(table)
     ratio = first / last if last > 0 else math.inf

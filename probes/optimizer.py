@@ -9,6 +9,7 @@ OptimizerWatch). These probes only compare the two; they never compute a schedul
 """
 from __future__ import annotations
 
+import bisect
 import math
 
 import torch.nn as nn
@@ -103,8 +104,14 @@ def compare_schedule(log: list[dict], want: list[dict], warmup: int, strict: boo
     by_step = sorted(intended)
 
     def intended_at(step: float) -> float:  # intended LR at a fractional step (nearest logged step)
-        near = min(by_step, key=lambda k: abs(k - step)) if step <= by_step[-1] else by_step[-1]
-        return intended[near]["lr"] if step <= by_step[-1] else intended[by_step[-1]]["lr"]
+        # binary search, not min() over every step: the time-scale fit asks 11 x (logged rows) times, which
+        # was quadratic in the log's length (10 s for a 1,000-row log)
+        i = bisect.bisect_left(by_step, step)
+        if i == len(by_step):
+            return intended[by_step[-1]]["lr"]
+        if i > 0 and step - by_step[i - 1] <= by_step[i] - step:  # a tie goes to the earlier step, as min() did
+            i -= 1
+        return intended[by_step[i]]["lr"]
     speed = _time_scale([(r["step"], r["lr"]) for r, _ in after], intended_at) if after else 1.0
     off = [(r, w) for r, w in rows if w["weight_decay"] == 0]
     wd_on = sum(r["weight_decay"] > 1e-3 for r, _ in off) / len(off) if off else 0.0

@@ -41,9 +41,9 @@ def _quick(tmp_path, spec, *args):
 
 @pytest.mark.training
 def test_nanogpt_style_healthy_then_without_its_mask(tmp_path):
-    """100 steps of the healthy nanoGPT-style model: no probe FAILs (UNDERTRAINED at that length); the
+    """50 steps of the healthy nanoGPT-style model: no probe FAILs (UNDERTRAINED at that length); the
     same codebase with `is_causal=False` is an INFRASTRUCTURE BUG in loss/causality (causal_leak)."""
-    report, st = _quick(tmp_path, "tests.nanogpt_style:build", "--steps", "100", "--no-bisect")
+    report, st = _quick(tmp_path, "tests.nanogpt_style:build", "--steps", "50", "--no-bisect")
     assert not [n for n, s in st.items() if s in ("FAIL", "ERROR")], st
     assert st["causal_leak"] == "PASS" and report["verdict"]["category"] == "UNDERTRAINED", report["verdict"]
     report, st = _quick(tmp_path, "tests.nanogpt_style:no_mask", "--steps", "30", "--no-bisect")
@@ -74,10 +74,10 @@ def last_only(spec):
 
 @pytest.mark.training
 def test_converted_llama_healthy_then_inverted_scale(tmp_path):
-    """100 steps of the converted Llama-style model (GQA, SwiGLU, a gained RMSNorm inside every BitLinear,
+    """50 steps of the converted Llama-style model (GQA, SwiGLU, a gained RMSNorm inside every BitLinear,
     `.logits` output): no probe FAILs, the norm is stated; its BitLinear with the scale inverted is an
     INFRASTRUCTURE BUG in quantization."""
-    report, st = _quick(tmp_path, "tests.converted_style:build", "--steps", "100", "--no-bisect")
+    report, st = _quick(tmp_path, "tests.converted_style:build", "--steps", "50", "--no-bisect")
     assert not [n for n, s in st.items() if s in ("FAIL", "ERROR")], st
     applied = next(p for p in report["probes"] if p["name"] == "quantization_applied")
     assert "normalize their input inside" in applied["message"], applied["message"]

@@ -34,16 +34,17 @@ def _status(report):
 
 @pytest.mark.training
 @pytest.mark.parametrize("adapter,args,part,probe", [
-    ("no_ste", ["--steps", "100", "--layers", r"(qkv|proj|fc|out)$"], "gradients/STE", "ste_gradient_flow"),
-    ("stuck_in_warmup", ["--steps", "60"], "optimizer", "schedule_shape"),
-    ("wd_kept_in_stage2", ["--steps", "60"], "optimizer", "schedule_shape"),
-    ("decays_norms", ["--steps", "100"], "optimizer", "decay_groups"),
+    ("no_ste", ["--steps", "30", "--layers", r"(qkv|proj|fc|out)$"], "gradients/STE", "ste_gradient_flow"),
+    ("stuck_in_warmup", ["--steps", "30"], "optimizer", "schedule_shape"),
+    ("wd_kept_in_stage2", ["--steps", "30"], "optimizer", "schedule_shape"),
+    ("decays_norms", ["--steps", "30"], "optimizer", "decay_groups"),
 ])
 def test_planted_bugs_in_model_and_optimizer(tmp_path, adapter, args, part, probe):
     """Levels 1 and 2: the user's layer without STE, their schedule stuck in warmup, their weight decay kept
     on in stage 2, their weight decay on norms and embeddings are each an INFRASTRUCTURE BUG in the right
-    part. 60 steps are enough for the schedule bugs: past the run, a copy of their optimizer and schedule
-    is stepped to the recipe's horizon (3000 steps) without training."""
+    part. Each is a mechanism, not a learning rate, so 30 steps are enough: the STE's gradients and the param
+    groups are there from the first step, and past the run a copy of their optimizer and schedule is stepped
+    to the recipe's horizon (3000 steps) without training."""
     _, report = _run(tmp_path, "--model", f"tests.user_train:{adapter}", *args, code=1)
     v = report["verdict"]
     assert (v["category"], v["part"]) == ("INFRASTRUCTURE BUG", part), v
@@ -52,9 +53,9 @@ def test_planted_bugs_in_model_and_optimizer(tmp_path, adapter, args, part, prob
 
 @pytest.mark.training
 def test_healthy_short_run_blames_nothing(tmp_path):
-    """The healthy adapter (model, optimizer, schedule, sampler, KV cache) after 300 steps: no probe FAILs,
+    """The healthy adapter (model, optimizer, schedule, sampler, KV cache) after 150 steps: no probe FAILs,
     the schedule was applied as the recipe intends, the verdict states the reference."""
-    _, report = _run(tmp_path, "--model", "tests.user_train:healthy", "--steps", "300", "--no-bisect", code=1)
+    _, report = _run(tmp_path, "--model", "tests.user_train:healthy", "--steps", "150", "--no-bisect", code=1)
     st = _status(report)
     assert not [n for n, s in st.items() if s in ("FAIL", "ERROR")], st
     assert st["schedule_shape"] == st["decay_groups"] == st["sampler"] == st["kv_cache_parity"] == "PASS"
@@ -133,7 +134,7 @@ def test_session_steps_bound_the_loop(tmp_path):
 
 @pytest.mark.training
 @pytest.mark.parametrize("bug,steps,part,probe", [
-    ("labels_shifted_twice", 400, "data/labels", "label_offset"),
+    ("labels_shifted_twice", 200, "data/labels", "label_offset"),
     ("loss_over_ignored", 200, "loss/causality", "logged_loss"),
     ("lr_per_micro_batch", 200, "optimizer", "schedule_shape"),
 ])
@@ -154,7 +155,7 @@ def test_loop_hooks_accumulation_and_resume(tmp_path):
     """Level 3 hooks: the user's accumulation and resume, healthy then with the bug, judged against one
     large batch and against straight training."""
     s = _session(tmp_path)
-    model, opt = user_train.train_loop(s, steps=100)
+    model, opt = user_train.train_loop(s, steps=30)
     ok = s.finish(model, optimizer=opt, accumulate=user_train.accumulate, resume=user_train.resume_hooks(s))
     st = {p["name"]: p for p in ok.probes}
     assert st["grad_accumulation"]["status"] == st["resume_state"]["status"] == "PASS", st["resume_state"]

@@ -47,3 +47,21 @@ def test_update_ratio_skips_without_history():
     """No training history: the probe is SKIP with the reason, not a false PASS."""
     r = result(subject(), "update_ratio")
     assert r.status == "SKIP" and "recorded" in r.message
+
+
+def test_gradient_pass_leaves_the_model_as_it_was():
+    """ste_gradient_flow judges each layer's gradient as it accumulates and frees it, with the other
+    parameters frozen for its pass: afterwards no gradient is held and every parameter trains again."""
+    s = subject()
+    before = {n: p.requires_grad for n, p in s.model.named_parameters()}
+    assert result(s, "ste_gradient_flow").status == "PASS"
+    assert {n: p.requires_grad for n, p in s.model.named_parameters()} == before
+    assert all(p.grad is None for p in s.model.parameters())
+
+
+def test_overfit_is_not_run_on_a_large_model_on_the_cpu(monkeypatch):
+    """Above OVERFIT_MAX_CPU_PARAMS on a CPU, overfit_batch SKIPs saying why (a 95M model took 228 s)."""
+    import probes.loss
+    monkeypatch.setattr(probes.loss, "OVERFIT_MAX_CPU_PARAMS", 1000)
+    r = result(subject(), "overfit_batch")
+    assert r.status == "SKIP" and "ste_gradient_flow checks the gradients" in r.message, r.message

@@ -190,8 +190,8 @@ def train_loop(session, bug: str | None = None, steps: int | None = None, grad_a
     session.watch(model, opt)
     for step in range(steps or session.max_steps):
         total = 0.0
-        for micro in range(grad_accum):
-            x, y = session.batch(step, micro)
+        # accumulation as most loops write it: the step's batch split into grad_accum micro-batches
+        for x, y in zip(*(t.chunk(grad_accum) for t in session.batch(step))):
             logits = model(x)
             if bug == "labels_shifted_twice":  # the dataset already shifted: shifting again learns t+2
                 loss = F.cross_entropy(logits[:, :-1].flatten(0, 1), y[:, 1:].flatten(), ignore_index=-1)

@@ -63,7 +63,12 @@ def load_file(path: str | Path) -> tuple[object, str]:
         except (SafetensorError, OSError, ValueError) as e:
             raise DiagnoseError(f"{path} is not a readable safetensors file ({first_line(e)})") from None
     try:
-        return torch.load(p, map_location="cpu", weights_only=True), "pytorch"
+        try:  # memory-mapped: the tensors are read from the file as the probes touch them, not copied up front
+            return torch.load(p, map_location="cpu", weights_only=True, mmap=True), "pytorch"
+        except RuntimeError as e:
+            if "mmap" not in str(e):  # a file of the legacy (pre-zip) format cannot be mapped: read it whole
+                raise
+            return torch.load(p, map_location="cpu", weights_only=True), "pytorch"
     except Exception as e:  # torch raises many types for truncated, foreign or unsafe pickles
         raise DiagnoseError(f"{path} is not a readable PyTorch checkpoint ({first_line(e)})") from None
 

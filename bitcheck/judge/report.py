@@ -40,16 +40,17 @@ def write_report(run: RunDir, report: dict) -> None:
     atomic_write_text(run.report_json, json.dumps(clean(report), indent=2) + "\n")
     atomic_write_text(run.report_md, render_markdown(report))
     scalars, evals = run.read_jsonl(run.metrics), run.read_jsonl(run.evals)
-    atomic_write_text(run.report_html, render_html(report, scalars, evals))
+    # the loss and fit plots are drawn once, for their PNG files and the HTML alike (drawing is most of a
+    # report's cost: ~0.3 s a figure)
+    pngs = {}
     if scalars:
-        fig = loss_figure(scalars, evals)
-        fig.savefig(run.loss_png, dpi=100)
-        _close(fig)
+        pngs[LOSS_TITLE] = _png(loss_figure(scalars, evals))
+        run.loss_png.write_bytes(pngs[LOSS_TITLE])
     fit = _probe(report, "loss_extrapolation").get("details", {}).get("fit")
     if fit:  # bitcheck curve: the fit and its extrapolation beside the plain loss plot
-        fig = curve_figure(fit, _probe(report, "loss_spikes"))
-        fig.savefig(run.path / "curve_fit.png", dpi=100)
-        _close(fig)
+        pngs[FIT_TITLE] = _png(curve_figure(fit, _probe(report, "loss_spikes")))
+        (run.path / "curve_fit.png").write_bytes(pngs[FIT_TITLE])
+    atomic_write_text(run.report_html, render_html(report, scalars, evals, pngs))
 
 
 def read_report(run: RunDir) -> dict:
@@ -155,8 +156,13 @@ def _probe(report: dict, name: str) -> dict:
     return next((p for p in report.get("probes", []) if p["name"] == name), {})
 
 
-def probe_figures(report: dict) -> list[tuple[str, object]]:
-    """(title, figure) for the per-layer plots the probes' details allow."""
+LOSS_TITLE, FIT_TITLE = "Loss curve", "Loss curve, fit and extrapolation"
+
+
+def probe_figures(report: dict, pngs: dict | None = None) -> list[tuple[str, object]]:
+    """(title, figure) for the per-layer plots the probes' details allow; `pngs`: figures already drawn
+    (title -> PNG bytes), used in their place."""
+    pngs = pngs or {}
     plt = _plt()
     figs = []
     layers = _probe(report, "ternary_distribution").get("details", {}).get("layers", {})
@@ -196,7 +202,7 @@ def probe_figures(report: dict) -> list[tuple[str, object]]:
         figs.append(("Flip rate over training", fig))
     fit = _probe(report, "loss_extrapolation").get("details", {}).get("fit")
     if fit:
-        figs.append(("Loss curve, fit and extrapolation", curve_figure(fit, _probe(report, "loss_spikes"))))
+        figs.append((FIT_TITLE, pngs.get(FIT_TITLE) or curve_figure(fit, _probe(report, "loss_spikes"))))
     schedule = (_probe(report, "schedule_shape") or _probe(report, "logged_schedule")).get("details", {})
     if schedule.get("applied"):
         fig, ax = plt.subplots(figsize=(7, 3))
@@ -263,15 +269,20 @@ def curve_figure(fit: dict, spikes: dict):
     return fig
 
 
-def _png_b64(fig) -> str:
+def _png(fig, dpi: int = 100) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
+    fig.savefig(buf, format="png", dpi=dpi)
     _close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
+    return buf.getvalue()
 
 
-def render_html(report: dict, scalars: list[dict], evals: list[dict]) -> str:
-    """One self-contained page: verdict, probes table, metrics, and the plots as inline PNGs."""
+def _png_b64(fig_or_png) -> str:
+    return base64.b64encode(fig_or_png if isinstance(fig_or_png, bytes) else _png(fig_or_png, dpi=90)).decode()
+
+
+def render_html(report: dict, scalars: list[dict], evals: list[dict], pngs: dict | None = None) -> str:
+    """One self-contained page: verdict, probes table, metrics, and the plots as inline PNGs (`pngs`: plots
+    already drawn, title -> PNG bytes)."""
     v, m = report["verdict"], report["metrics"]
     e = html.escape
     color = {"PASS": "#1a7f37", "WARN": "#9a6700", "FAIL": "#cf222e", "ERROR": "#cf222e", "SKIP": "#6e7781"}
@@ -282,7 +293,9 @@ def render_html(report: dict, scalars: list[dict], evals: list[dict]) -> str:
     metrics = "".join(f"<tr><td>{e(k)}</td><td>{e(_fmt(val))}</td></tr>" for k, val in m.items()
                       if k not in NOT_IN_TABLES)
     metrics += "".join(f"<tr><td>sample</td><td>{e(s['generated_text'])}</td></tr>" for s in m.get("samples", []))
-    figs = ([("Loss curve", loss_figure(scalars, evals))] if scalars else []) + probe_figures(report)
+    pngs = pngs or {}
+    figs = ([(LOSS_TITLE, pngs.get(LOSS_TITLE) or loss_figure(scalars, evals))] if scalars else []) \
+        + probe_figures(report, pngs)
     plots = "".join(f"<h3>{e(t)}</h3><img alt='{e(t)}' src='data:image/png;base64,{_png_b64(f)}'>" for t, f in figs)
     steps = "".join(f"<li>{e(s)}</li>" for s in v["next_steps"])
     run_line = f"<p>Run directory: <code>{e(report['run_dir'])}</code></p>" if report.get("run_dir") else ""
