@@ -42,9 +42,10 @@ def ste_gradient_flow(s: Subject):
     """After one backward pass every quantized layer's latent weight has a finite, non-zero gradient
     equal to the STE reference; the gradient-norm ratio between first and last layers is sane.
 
-    Each layer's gradient is judged the moment it has accumulated and then freed, and parameters outside
-    the quantized layers take no gradient for this pass: a 95M-parameter model's gradients are never
-    all held at once (benchmarks/diagnose_95m.py). The quantized weights' gradients are the same either way."""
+    Each layer's gradient is judged the moment it has accumulated and then freed, so a 95M-parameter
+    model's quantized layers never hold all their gradients at once (benchmarks/diagnose_95m.py). Other
+    parameters keep requires_grad: freezing them would cut the gradient of a model that recomputes
+    activations (reentrant checkpointing needs an input that requires grad)."""
     model = s.model
     layers = quant_layers(model, s.layer_pattern)
     if not layers:
@@ -85,10 +86,6 @@ def ste_gradient_flow(s: Subject):
             judge_layer(n, m, p.grad)
         p.grad = None
 
-    own = {id(w) for w in weights.values()}
-    frozen = [p for p in model.parameters() if p.requires_grad and id(p) not in own]
-    for p in frozen:
-        p.requires_grad_(False)
     for name, m in layers:
         handles.append(m.register_forward_hook(lambda mod, inp, out, n=name: on_forward(mod, inp, out, n)))
     for group in sharing.values():
@@ -99,12 +96,12 @@ def ste_gradient_flow(s: Subject):
     model.zero_grad(set_to_none=True)
     x, y = first_batch(s)
     try:
-        lm_loss(model, x, y).backward()
+        loss = lm_loss(model, x, y)
+        if loss.requires_grad:  # else no latent weight is on a differentiable path (STE missing everywhere)
+            loss.backward()
     finally:
         for h in handles:
             h.remove()
-        for p in frozen:
-            p.requires_grad_(True)
     dead = []
     for name, _ in layers:
         if name not in table:  # no gradient reached the latent weight at all

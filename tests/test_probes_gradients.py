@@ -50,8 +50,8 @@ def test_update_ratio_skips_without_history():
 
 
 def test_gradient_pass_leaves_the_model_as_it_was():
-    """ste_gradient_flow judges each layer's gradient as it accumulates and frees it, with the other
-    parameters frozen for its pass: afterwards no gradient is held and every parameter trains again."""
+    """ste_gradient_flow judges each layer's gradient as it accumulates and frees it: afterwards no
+    gradient is held and every parameter still requires one."""
     s = subject()
     before = {n: p.requires_grad for n, p in s.model.named_parameters()}
     assert result(s, "ste_gradient_flow").status == "PASS"
