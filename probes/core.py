@@ -220,12 +220,18 @@ def logits_of(model: nn.Module, idx: torch.Tensor) -> torch.Tensor:
     first item is the logits, or an object with .logits are all accepted. A model that returns the last
     position's logits alone when no targets are given (nanoGPT's `forward(idx, targets=None)`) is called
     again with dummy targets, which gives every position's (the loss it computes is discarded)."""
+    return logits_and_targets_arg(model, idx)[0]
+
+
+def logits_and_targets_arg(model: nn.Module, idx: torch.Tensor) -> tuple[torch.Tensor, str | None]:
+    """logits_of's (B, T, V) logits, and the name of the targets argument the model had to be given for them
+    (None: it returns every position's from the ids alone)."""
     logits = output_logits(model(idx))
     if logits.dim() == 3 and logits.shape[1] == 1 and idx.shape[1] > 1:
         name = targets_parameter(model)
         if name is not None:
-            logits = output_logits(model(idx, **{name: torch.zeros_like(idx)}))
-    return logits
+            return output_logits(model(idx, **{name: torch.zeros_like(idx)})), name
+    return logits, None
 
 
 def output_logits(out: Any) -> torch.Tensor:

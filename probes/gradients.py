@@ -51,14 +51,16 @@ def ste_gradient_flow(s: Subject):
     if not layers:
         return Measurement(None, [DEAD_LAYERS], "no quantized layers found")
     weights = {name: latent_weight(m) for name, m in layers}
-    inputs, gouts, table, errors, handles = {}, {}, {}, {}, []
+    inputs, gouts, table, errors, dead, handles = {}, {}, {}, {}, set(), []
 
     judging = []  # non-empty while a layer is judged: quantizer_input calls the layer, which is not the pass
 
     def judge_layer(name: str, m, g: torch.Tensor) -> None:
         table[name] = norm = g.norm().item()
         x, gout = inputs.pop(name, None), gouts.pop(name, None)
-        if not torch.isfinite(g).all() or norm == 0.0 or x is None or gout is None:
+        if not torch.isfinite(g).all() or norm == 0.0:
+            dead.add(name)
+        if name in dead or x is None or gout is None:
             errors[name] = 1.0
             return
         judging.append(name)
@@ -102,13 +104,12 @@ def ste_gradient_flow(s: Subject):
     finally:
         for h in handles:
             h.remove()
-    dead = []
     for name, _ in layers:
         if name not in table:  # no gradient reached the latent weight at all
             table[name], errors[name] = 0.0, 1.0
-        if errors[name] == 1.0 and (table[name] == 0.0 or not math.isfinite(table[name])):
-            dead.append(name)
+            dead.add(name)
     table = {name: table[name] for name, _ in layers}  # in the model's order
+    dead = [name for name in table if name in dead]
     model.zero_grad(set_to_none=True)
     first, last = _depth_ends(table)
     ratio = first / last if last > 0 else math.inf

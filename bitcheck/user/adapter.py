@@ -40,7 +40,7 @@ from bitcheck.bitnet.train import schedule as reference_schedule
 from bitcheck.errors import first_line
 from bitcheck.user.factory import UserModelError, import_object
 from bitcheck.user.hooks import Hooks
-from probes.core import logits_of, output_logits, quant_layers, targets_parameter
+from probes.core import logits_and_targets_arg, logits_of, output_logits, quant_layers
 
 HOOKS = ("build", "optimizer", "sampler", "generate", "incremental_logits", "inference_model")
 
@@ -204,7 +204,7 @@ def build_user_model(adapter: Adapter, cfg: ModelConfig, seq_len: int, device: s
     ids = torch.zeros(2, seq_len, dtype=torch.long, device=device)
     try:
         with torch.no_grad():
-            logits = logits_of(model.eval(), ids)
+            logits, targets_arg = logits_and_targets_arg(model.eval(), ids)
     except Exception as e:  # noqa: BLE001
         raise UserModelError(f"{adapter.source}: the model does not run on ids of shape (2, {seq_len}) (the task's "
                              f"context): {type(e).__name__}: {first_line(e)}") from None
@@ -218,9 +218,7 @@ def build_user_model(adapter: Adapter, cfg: ModelConfig, seq_len: int, device: s
     if logits.shape[-1] < cfg.vocab_size:
         raise UserModelError(f"{adapter.source}: the model outputs {logits.shape[-1]} logits but the task's vocabulary "
                              f"has {cfg.vocab_size} tokens: build the model with spec.vocab_size")
-    with torch.no_grad():
-        last_only = output_logits(model(ids)).shape[1] == 1 and seq_len > 1
-    return UserNet(model.train(), cfg, targets_parameter(model) if last_only else None)
+    return UserNet(model.train(), cfg, targets_arg)
 
 
 def user_optimizer(adapter: Adapter, model: nn.Module, recipe: Recipe) -> tuple[torch.optim.Optimizer, Any]:
