@@ -27,9 +27,10 @@ def tiny_cfg():
 def user_files(tmp_path_factory):
     """A user's own model (tests/user_models.py) with a real BPE (320 tokens) and generated stories:
     its tokenizer, a text to diagnose with, and checkpoints their own trainer wrote. init.pt: fresh;
-    trained.pt: 800 steps; half.pt: 100 steps (learned, but poor samples); shifted2.pt: 800 steps on
-    labels shifted twice; tied.pt: a tied-head model saved without the duplicate head key; prefixed.pt:
-    trained.pt with every key under 'model.'. About 40 s of training, done once per test session: under
+    trained.pt: 800 steps; half.pt: 100 steps (learned, but poor samples); shifted2.pt: 400 steps on
+    labels shifted twice (its loss against the next token 6.11 vs ln V 5.77; label_offset's gain 3.73 nats);
+    tied.pt: a tied-head model (400 steps: INFRASTRUCTURE OK, text loss 1.94) saved without the duplicate head
+    key; prefixed.pt: trained.pt with every key under 'model.'. About 70 s of training (1 thread), once per test session: under
     pytest-xdist the first worker builds it under a file lock and the others read it."""
     from filelock import FileLock
     root = tmp_path_factory.getbasetemp()
@@ -62,12 +63,24 @@ def _write_user_files(d):
     # below 0.5). Measured with tokenizers 0.23.3, 1 and 2 threads alike; 300 steps, the earlier choice,
     # now writes 0.61 (WARN): the BPE a tokenizers release trains changes what a step count buys.
     torch.save(train(UserLM(320), ids, 100).state_dict(), d / "half.pt")
-    torch.save(train(UserLM(320), ids, 800, offset=2).state_dict(), d / "shifted2.pt")
-    tied = train(UserLM(320, tie=True), ids, 800).state_dict()
+    torch.save(train(UserLM(320), ids, 400, offset=2).state_dict(), d / "shifted2.pt")
+    tied = train(UserLM(320, tie=True), ids, 400).state_dict()
     torch.save({k: v for k, v in tied.items() if k != "head.weight"}, d / "tied.pt")
 
 
+# fixtures that train before their tests run: a test that asks for one is a `training` test (make test-fast
+# skips it) without each of them saying so
+TRAINING_FIXTURES = {"user_files",  # 1,700 steps of the user's LM, ~70-120 s
+                     "reports",     # tests/test_report_schema.py: a run or diagnosis per mode, ~50 s
+                     "ckpt"}        # tests/test_diagnose.py and test_export.py: a 30-step quick-arith run, ~20 s
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by marker
 def pytest_collection_modifyitems(items):
-    """The long runs first (slow, then training): under pytest-xdist the workers then share the short tests at
-    the end instead of one worker finishing a long run alone."""
+    """Mark the tests whose fixtures train, then put the long runs first (slow, then training): under
+    pytest-xdist the workers then share the short tests at the end instead of one worker finishing a long
+    run alone."""
+    for item in items:
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.training)
     items.sort(key=lambda item: (item.get_closest_marker("slow") is None, item.get_closest_marker("training") is None))

@@ -57,6 +57,7 @@ def test_foreign_files_are_one_line_errors(tmp_path):
     assert not ckpts.is_checkpoint({"w": torch.zeros(2)}) and ckpts.is_checkpoint(torch.load(OLD, weights_only=True))
 
 
+@pytest.mark.training
 def test_old_checkpoint_diagnoses_and_resumes(tmp_path):
     """`diagnose` reads the old file as ours (every probe, the task score); a run directory holding it
     resumes from its step."""

@@ -67,6 +67,7 @@ def test_resume_bad_inputs(tmp_path):
                     "missing model_state_dict")
 
 
+@pytest.mark.training
 def test_short_run_fails_with_json_report(tmp_path):
     """A run too short to learn is FAIL (exit 1); --json prints the report schema on stdout."""
     result = runner.invoke(app, ["quick-arith", *FAST, "--steps", "20", "--out", str(tmp_path), "--json"])
@@ -110,6 +111,7 @@ def test_short_run_fails_with_json_report(tmp_path):
     assert steps == sorted(set(steps)) and steps[-1] == 30
 
 
+@pytest.mark.training
 @pytest.mark.parametrize("command, keys", [
     ("quick-json", {"parse", "schema", "diversity", "field_diversity"}),
     ("quick-python", {"parse", "indent", "runs", "distinct"}),

@@ -103,6 +103,7 @@ def test_schedule_stepped_per_micro_batch_is_named(tmp_path, seed):
     assert (report["verdict"]["category"], report["verdict"]["part"]) == ("INFRASTRUCTURE BUG", "optimizer")
 
 
+@pytest.mark.training
 def test_schedule_compared_only_when_intended_known(tmp_path):
     """Without a config (or --lr/--warmup/--steps) the schedule is not judged: SKIP, saying what to give."""
     run = write_run(spec_for("micro_batch"), tmp_path / "r")

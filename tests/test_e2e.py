@@ -60,6 +60,7 @@ STORIES = ("tinystories", "--data", "synthetic:300", "--preset", "tiny", "--seq"
            "--data-dir")  # + a data folder
 
 
+@pytest.mark.training
 @pytest.mark.parametrize("sig,command", [(signal.SIGINT, "quick-arith"), (signal.SIGTERM, "quick-arith"),
                                          (signal.SIGINT, "tinystories")])
 def test_interrupt_saves_checkpoint_and_report(tmp_path, sig, command):

@@ -93,6 +93,7 @@ STORIES = ["tinystories", "--data", "synthetic:300", "--preset", "tiny", "--seq"
            "--eval-every", "10", "--sample-every", "0", "--device", "cpu", "--json"]
 
 
+@pytest.mark.training
 @pytest.mark.parametrize("adapter,extra,expected", [
     ("healthy", [], ("UNDERTRAINED", "capacity")),
     ("decays_norms", [], ("INFRASTRUCTURE BUG", "optimizer")),
@@ -120,6 +121,7 @@ def _session(tmp_path, **kw):
     return Session("arith", out=str(tmp_path / "runs"), **kw)
 
 
+@pytest.mark.training
 def test_session_steps_bound_the_loop(tmp_path):
     """Session(steps=N): the loop's range (s.max_steps) and its evaluation stop at N, the report says the
     step limit stopped it (the bisection's retrain gets the same limit: Session._loop_swap)."""
@@ -134,7 +136,7 @@ def test_session_steps_bound_the_loop(tmp_path):
 
 @pytest.mark.training
 @pytest.mark.parametrize("bug,steps,part,probe", [
-    ("labels_shifted_twice", 200, "data/labels", "label_offset"),
+    ("labels_shifted_twice", 100, "data/labels", "label_offset"),  # gain 3.91 / 3.69 nats (seeds 0-1) vs 0.5
     ("loss_over_ignored", 200, "loss/causality", "logged_loss"),
     ("lr_per_micro_batch", 200, "optimizer", "schedule_shape"),
 ])

@@ -1,4 +1,5 @@
 """Numerics and data probes: PASS when healthy, FAIL with NaN sources and data bugs planted."""
+import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -44,6 +45,7 @@ def _whitespace_bpe(texts):
     return tok
 
 
+@pytest.mark.training
 def test_whitespace_pretokenizer_is_caught():
     """The seed recipe's Whitespace pre-tokenizer loses newlines/spaces: the round trip fails."""
     s = subject()

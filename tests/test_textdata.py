@@ -77,6 +77,7 @@ def test_every_local_source_gives_the_same_stories(tmp_path):
     assert syn.count("val") == 5 and len(list(syn.stories("train"))) == 495
 
 
+@pytest.mark.training
 def test_bad_sources_are_one_line_errors(tmp_path, monkeypatch):
     (tmp_path / "bad.jsonl").write_text('{"text": "fine"}\nnot json\n')
     (tmp_path / "notext.parquet").write_bytes(b"PAR1 garbage")

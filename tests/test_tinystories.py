@@ -33,6 +33,7 @@ def test_tokenizer_train_cli(tmp_path):
     assert bad.exit_code == 2 and "no such file" in bad.output and "Traceback" not in bad.output
 
 
+@pytest.mark.training
 def test_short_run_writes_samples_metrics_and_report_then_resumes(tmp_path):
     args = ["tinystories", *SHORT, "--steps", "10", "--data-dir", str(tmp_path / "d"), "--out", str(tmp_path / "r"),
             "--json"]
@@ -66,6 +67,7 @@ def test_short_run_writes_samples_metrics_and_report_then_resumes(tmp_path):
     assert diag["verdict"]["category"] == "UNDERTRAINED" and result.exit_code == 1
 
 
+@pytest.mark.training
 def test_resume_finds_relative_data_from_another_directory(tmp_path, monkeypatch):
     """A run started with relative --data and --data-dir resumes from any working directory, reusing
     its token cache (no second one is built)."""
@@ -105,6 +107,7 @@ def _torchrun() -> str:
     return str(path) if path.exists() else shutil.which("torchrun")
 
 
+@pytest.mark.training
 def test_ddp_two_gloo_processes_match_one_process(tmp_path):
     """Same global batch of 8: 2 processes x 4 rows give the losses of 1 process x 8 rows."""
     common = ["tinystories", *SHORT, "--steps", "6", "--eval-every", "1000", "--sample-every", "0",
