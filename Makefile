@@ -28,7 +28,7 @@ test: setup  ## lint, then the suite without the long end-to-end runs, on two wo
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n $(WORKERS) --dist worksteal --durations=25 -m "not slow"
 
-test-fast: setup  ## lint, then the suite without any test that trains for long (a minute or two)
+test-fast: setup  ## lint, then the suite without any test that trains or runs a command end to end (~2.5 min)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n $(WORKERS) --dist worksteal -m "not slow and not training"
 
