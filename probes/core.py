@@ -180,7 +180,8 @@ class History:
     batch_of: Callable | None = None  # step (1-based) -> the (x, y) that step trained on
     accumulate: Callable | None = None  # the user's gradient accumulation(model, micro_batches)
     resume_hooks: dict | None = None  # the user's make/train/save/load hooks, and batches to train on
-    curve: dict | None = None  # a training log: rows, loss_key, tokens_per_step, warmup, lr_source (curve probes)
+    curve: dict | None = None  # a training log: rows, loss_key, tokens_per_step, warmup, lr_source, lr_resolution,
+    #                             vocab (curve probes)
     capacity: dict | None = None  # params, embedding_params, tied, tokens (model_capacity)
 
 

@@ -91,11 +91,12 @@ def warmup_seen(log: list[dict]) -> int | None:
 
 
 def compare_schedule(log: list[dict], want: list[dict], warmup: int, strict: bool = False,
-                     exact: bool = False) -> Measurement:
+                     exact: bool = False, resolution: float = 0.0) -> Measurement:
     """The applied schedule `log` against the intended `want` (rows {step, lr, weight_decay}, matched by
     step), as schedule_shape judges it. `strict` (a run's own config, probes/curve.py) also judges the
     warmup length the log shows; `exact` (a schedule whose shape the config fixes: cosine, linear,
-    constant) also FAILs a median LR deviation after warmup above MEDIAN_DEVIATION."""
+    constant) also FAILs a median LR deviation after warmup above MEDIAN_DEVIATION. `resolution`: the step
+    of the decimals the log printed the LR with (a text log's `lr:0.000600`: 1e-6; 0 for full precision)."""
     intended = {r["step"]: r for r in want}
     rows = [(r, intended[r["step"]]) for r in log if r["step"] in intended]
     after = [(r, w) for r, w in rows if r["step"] > warmup and w["lr"] > 0]
@@ -115,7 +116,8 @@ def compare_schedule(log: list[dict], want: list[dict], warmup: int, strict: boo
     speed = _time_scale([(r["step"], r["lr"]) for r, _ in after], intended_at) if after else 1.0
     off = [(r, w) for r, w in rows if w["weight_decay"] == 0]
     wd_on = sum(r["weight_decay"] > 1e-3 for r, _ in off) / len(off) if off else 0.0
-    devs = [(abs(r["lr"] - w["lr"]) / max(w["lr"], 1e-12), r, w) for r, w in rows]
+    half = resolution / 2  # a logged LR is known to within half its printed step: 0.000000 near 0 is 0
+    devs = [(max(0.0, abs(r["lr"] - w["lr"]) - half) / max(w["lr"], 1e-12), r, w) for r, w in rows]
     deviation, worst_r, worst_w = max(devs, key=lambda d: d[0], default=(0.0, None, None))
     after_devs = sorted(d for d, r, w in devs if r["step"] > warmup) or [0.0]
     median_dev = after_devs[len(after_devs) // 2]

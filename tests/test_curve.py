@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from bitcheck.commands.cli import app
 from bitcheck.commands.curve import CurveOptions, check_curve
-from bitcheck.user.runlog import LogError, canonical, parse_count, read_log, read_spec
+from bitcheck.user.runlog import LogError, canonical, read_log
+from bitcheck.user.runspec import parse_count, read_spec
 from probes import Subject, run_probes
 from probes.curve import find_spikes
 from synthetic.curves import config_of, generate, spec_for, write_run

@@ -22,7 +22,8 @@ from bitcheck.judge.assess import Report, assess
 from bitcheck.judge.facts import RunFacts
 from bitcheck.judge.report import write_report
 from bitcheck.judge.verdict import CURVE
-from bitcheck.user.runlog import LogError, RunLog, RunSpec, read_log, read_spec
+from bitcheck.user.runlog import LogError, RunLog, read_log
+from bitcheck.user.runspec import RunSpec, read_spec
 from probes import History, Subject
 from probes.curve import FIT_START, MIN_FIT_POINTS, fit_start
 
@@ -133,12 +134,13 @@ def curve_subject(log: RunLog, spec: RunSpec, key: str) -> tuple[Subject, RunFac
                for a, w in zip(applied, intended)] if intended else applied
     tokens = last * spec.tokens_per_step if spec.tokens_per_step else None
     history = History(curve={"rows": rows, "loss_key": key, "tokens_per_step": spec.tokens_per_step,
-                             "warmup": spec.warmup or 0, "lr_source": lr_source},
+                             "warmup": spec.warmup or 0, "lr_source": lr_source,
+                             "lr_resolution": log.resolution.get("lr", 0.0), "vocab": spec.vocab},
                       schedule=applied, intended=intended, warmup_steps=spec.warmup or 0, intended_missing=why or None,
                       schedule_name=None if spec.origin.get("schedule", "").startswith("not named") else spec.schedule,
                       capacity={"params": spec.params, "embedding_params": spec.embedding_params, "tied": spec.tied,
                                 "tokens": tokens})
-    facts = RunFacts(log=log.source, steps=last, tokens=tokens, lr_used=lr_source or "none (assumed constant)",
+    facts = RunFacts(log=f"{log.source} ({log.read_as})" if log.read_as else log.source, steps=last, tokens=tokens, lr_used=lr_source or "none (assumed constant)",
                      columns=log.columns, spec=spec.to_dict())
     return Subject(model=None, history=history), facts
 

@@ -48,7 +48,7 @@ class RunFacts:
     tensors: int = ABSENT
     log: str = ABSENT  # the training log `bitcheck curve` read
     columns: list[str] = ABSENT  # the log's columns as bitcheck names them
-    spec: dict = ABSENT  # the run's facts read from its config and flags (bitcheck/user/runlog.py RunSpec)
+    spec: dict = ABSENT  # the run's facts read from its config and flags (bitcheck/user/runspec.py RunSpec)
     loss_used: str = ABSENT  # which logged loss was fitted: train or validation
     lr_used: str = ABSENT  # the LR the fit used: logged, configured or none
     upto: int | None = ABSENT  # --upto: the log cut at this step

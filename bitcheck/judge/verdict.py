@@ -426,6 +426,12 @@ def _curve_verdict(probes: list[dict]) -> Verdict:
     """A training log without an infrastructure failure: still improving (the fit's 2x gain) ->
     UNDERTRAINED; flat -> MODEL TOO SMALL, with the capacity facts and what a flat curve cannot tell."""
     by = {p["name"]: p for p in probes}
+    base = by.get("loss_baseline", {})
+    if base.get("status") == "FAIL":  # nothing learned: no capacity or length verdict explains that
+        return Verdict("FAIL", Category.BUG, "infrastructure (a log cannot say which part)", (
+            f"The loss sits at the uniform baseline: {base['message']}. A model of any size learns more than "
+            "this from its data, so the run is not too small or too short: its pipeline is broken (data, labels, "
+            "the STE, the optimizer, the loss)."), [_row(base)], list(CURVE_NEXT[:1]))
     ext, cap = by.get("loss_extrapolation", {}), by.get("model_capacity", {})
     fit = (ext.get("details") or {}).get("fit") or {}
     capacity = cap.get("message", "") if cap.get("status") in ("PASS", "WARN", "FAIL") else ""

@@ -1,0 +1,184 @@
+"""`bitcheck curve` on the logs users have (#23): text logs as loops print them, configs where they live, a
+Git LFS pointer, and noise that is no finding. Every log here is written by the test from generated curves
+(synthetic/curves.py) in the line shapes of llm.c, nanoGPT and hand-written loops; none is copied."""
+import json
+import math
+
+import pytest
+from typer.testing import CliRunner
+
+from bitcheck.commands.cli import app
+from bitcheck.commands.curve import CurveOptions, check_curve
+from bitcheck.user.runlog import LogError, read_log
+from bitcheck.user.runspec import read_spec
+from bitcheck.user.textlog import parse_line
+from probes.curve import find_spikes
+from synthetic.curves import generate, spec_for
+
+runner = CliRunner()
+
+
+def _judge(tmp_path, run, **opts):
+    report = check_curve(CurveOptions(run=str(run), out=str(tmp_path / "out"), **opts)).to_dict()
+    return report, {p["name"]: p for p in report["probes"]}
+
+
+def _llmc(rows, val_every=10):
+    """llm.c's main.log: `s:N trl:X lr:Y norm:Z` per step, `s:N tel:X` at evaluations (lr with 6 decimals)."""
+    lines = []
+    for i, r in enumerate(rows):
+        if i % val_every == 0:
+            lines.append(f"s:{r['step']} tel:{r['loss'] + 0.05:.4f}")
+        lines.append(f"s:{r['step']} trl:{r['loss']:.6f} lr:{r['lr']:.6f} norm:{r['grad_norm']:.4f}")
+    return "\n".join(lines) + "\n"
+
+
+def _nanogpt(rows, eval_every=10):
+    """nanoGPT's stdout: a banner, `step N: train loss X, val loss Y` at evaluations, `iter N: loss X, ...`."""
+    lines = ["Overriding config with config/train_bitnet.py:", "number of parameters: 95.40M",
+             "compiling the model... (takes a ~minute)"]
+    for i, r in enumerate(rows):
+        if i % eval_every == 0:
+            lines.append(f"step {r['step']}: train loss {r['loss']:.4f}, val loss {r['loss'] + 0.05:.4f}")
+            lines.append("saving checkpoint to out-bitnet")
+        lines.append(f"iter {r['step']}: loss {r['loss']:.4f}, time 105.23ms, mfu 12.34%")
+    return "\n".join(lines) + "\n"
+
+
+def _pipes(rows):
+    return "".join(f"2026-01-01 12:00:00 INFO step {r['step']:>6} | train loss {r['loss']:.4f} | lr {r['lr']:.3e} | "
+                   f"grad norm {r['grad_norm']:.3f} | 1234 tok/s\n" for r in rows)
+
+
+def test_line_shapes():
+    """Each shape gives its step and metrics; a banner or progress line without a metric gives nothing."""
+    assert parse_line("s:120 trl:3.4521 lr:0.000600 norm:0.91") == (120, {"loss": 3.4521, "lr": 6e-4, "grad_norm": 0.91})
+    assert parse_line("s:250 tel:3.51") == (250, {"val_loss": 3.51})
+    assert parse_line("iter 120: loss 3.4521, time 105.23ms, mfu 12.34%") == (120, {"loss": 3.4521})
+    assert parse_line("step 250: train loss 3.4012, val loss 3.5098") == (250, {"loss": 3.4012, "val_loss": 3.5098})
+    assert parse_line("step 00120/21400 (0.56%) | loss: 3.452 | lrm: 1.00 | dt: 105ms") == (120, {"loss": 3.452})
+    assert parse_line("INFO step 30 train/loss 2.5 val/loss 2.7 learning rate 3e-4") == \
+        (30, {"loss": 2.5, "val_loss": 2.7, "lr": 3e-4})
+    assert parse_line("Epoch 1, step=20, loss=nan")[1]["loss"] != parse_line("Epoch 1, step=20, loss=nan")[1]["loss"]
+    assert parse_line("number of parameters: 124.04M") == (None, {})
+    assert parse_line("weight norm 3.2 step 4 loss 2") == (4, {"loss": 2.0})  # a weight norm is no grad norm
+
+
+@pytest.mark.parametrize("shape", ["llmc", "nanogpt", "pipes"])
+def test_text_logs_read_as_committed(tmp_path, shape):
+    """llm.c's main.log, nanoGPT's stdout and a pipe-separated log give the rows of the run that printed them,
+    and the report says what was recognised."""
+    rows = generate(spec_for("saturated", seed=0))
+    text = {"llmc": _llmc, "nanogpt": _nanogpt, "pipes": _pipes}[shape](rows)
+    path = tmp_path / ("main.log" if shape == "llmc" else "train.txt")
+    path.write_text(text)
+    log = read_log(str(path))
+    assert [r["step"] for r in log.rows] == [r["step"] for r in rows]
+    assert all(abs(a["loss"] - b["loss"]) < 1e-3 for a, b in zip(log.rows, rows))
+    want = {"llmc": {"loss", "val_loss", "lr", "grad_norm"}, "nanogpt": {"loss", "val_loss"},
+            "pipes": {"loss", "lr", "grad_norm"}}[shape]
+    assert want <= set(log.rows[-1]) | set(log.rows[0]) and "text log:" in log.read_as
+    report, probes = _judge(tmp_path, path, lr=1.5e-3, warmup=500, steps=20_000, schedule="two_stage")
+    assert report["verdict"]["category"] != "INFRASTRUCTURE BUG", report["verdict"]
+    assert "text log:" in report["metrics"]["log"]
+
+
+def test_lr_printed_with_six_decimals_decays_to_zero(tmp_path):
+    """A linear decay to 0 printed with 6 decimals reads 0.000001 and 0.000000 at the end: within the printed
+    step of the intended LR, not a schedule deviation."""
+    spec = spec_for("saturated", seed=0)
+    rows = generate(spec)
+    peak = 6e-4
+    for r in rows:
+        s = r["step"]
+        r["lr"] = peak * s / spec.warmup if s <= spec.warmup else peak * (spec.steps - s) / (spec.steps - spec.warmup)
+    path = tmp_path / "main.log"
+    path.write_text(_llmc(rows))
+    log = read_log(str(path))
+    assert log.resolution["lr"] == pytest.approx(1e-6) and log.rows[-1]["lr"] == 0.0
+    _, probes = _judge(tmp_path, path, lr=peak, warmup=spec.warmup, steps=spec.steps, schedule="linear")
+    assert probes["logged_schedule"]["status"] == "PASS", probes["logged_schedule"]["message"]
+    # the tolerance is the printed step, not a blanket: the same log printed at 3 decimals would hide a bug
+    rows[len(rows) // 2]["lr"] *= 3
+    path.write_text(_llmc(rows))
+    _, probes = _judge(tmp_path, path, lr=peak, warmup=spec.warmup, steps=spec.steps, schedule="linear")
+    assert probes["logged_schedule"]["status"] != "PASS"
+
+
+def test_unknown_text_and_lfs_pointer_are_one_line_errors(tmp_path):
+    """Prose is no log (exit 2, the shapes it reads named); a Git LFS pointer says to pull the file."""
+    prose = tmp_path / "notes.txt"
+    prose.write_text("we trained for a while\nit looked fine\n")
+    with pytest.raises(LogError, match="unknown log format"):
+        read_log(str(prose))
+    pointer = tmp_path / "metrics.jsonl"
+    pointer.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:" + "0" * 64 + "\nsize 123456\n")
+    result = runner.invoke(app, ["curve", str(pointer), "--json"])
+    assert result.exit_code == 2 and "git lfs pull" in result.output
+    assert "error" in json.loads(result.stdout)
+
+
+def test_lightning_hparams_beside_metrics_csv(tmp_path):
+    """Lightning's CSVLogger folder: metrics.csv with hparams.yaml beside it, read like a run's config.json."""
+    rows = generate(spec_for("saturated", seed=0))
+    folder = tmp_path / "lightning_logs" / "version_0"
+    folder.mkdir(parents=True)
+    lines = ["step,train_loss,lr-AdamW"] + [f"{r['step']},{r['loss']},{r['lr']}" for r in rows]
+    (folder / "metrics.csv").write_text("\n".join(lines) + "\n")
+    (folder / "hparams.yaml").write_text("lr: 0.0015\nwarmup_steps: 500\nmax_steps: 20000\nff_hidden: 3072\n")
+    log = read_log(str(tmp_path / "lightning_logs"))
+    spec = read_spec(log)
+    assert (spec.lr, spec.warmup, spec.steps) == (1.5e-3, 500, 20_000)
+    assert "hparams.yaml" in spec.origin["lr"]
+
+
+def test_deepspeed_scheduler_params(tmp_path):
+    """A DeepSpeed config: scheduler.type WarmupDecayLR (linear to 0) and its params give the intended schedule."""
+    rows = generate(spec_for("saturated", seed=0))
+    log_path = tmp_path / "log.jsonl"
+    log_path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = tmp_path / "ds_config.json"
+    cfg.write_text(json.dumps({"train_micro_batch_size_per_gpu": 8, "scheduler": {"type": "WarmupDecayLR", "params": {
+        "warmup_min_lr": 0, "warmup_max_lr": 1.5e-3, "warmup_num_steps": 500, "total_num_steps": 20000}}}))
+    spec = read_spec(read_log(str(log_path)), config=str(cfg))
+    assert (spec.lr, spec.warmup, spec.steps, spec.schedule) == (1.5e-3, 500, 20_000, "linear")
+
+
+def test_noise_is_not_a_finding(tmp_path):
+    """One batch's loss up and back at the next step, one grad norm up and back, a loss near 1e-4 that doubles:
+    no spike, no explosion, no advice to lower the LR."""
+    spec = spec_for("saturated", seed=0)
+    rows = generate(spec)
+    rows[300]["loss"] += 1.5  # one hard batch
+    rows[600]["grad_norm"] *= 40  # one step's gradient, clipped
+    path = tmp_path / "log.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _, probes = _judge(tmp_path, path)
+    assert probes["loss_spikes"]["status"] == "PASS", probes["loss_spikes"]["message"]
+    assert probes["grad_norm_log"]["status"] == "PASS", probes["grad_norm_log"]["message"]
+    tiny = [(s, 1e-4 * (2.0 if s == 500 else 1.0) * (1 + 0.01 * math.sin(s))) for s in range(1, 1000)]
+    tiny[501:505] = [(s, 2e-4) for s, _ in tiny[501:505]]  # several points: still below the absolute floor
+    assert find_spikes(tiny) == []
+    # a spike that lasts is still one
+    rows[300:306] = [dict(r, loss=r["loss"] + 1.5) for r in rows[300:306]]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _, probes = _judge(tmp_path, path)
+    assert probes["loss_spikes"]["status"] == "WARN"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_loss_at_the_uniform_baseline_is_the_infrastructure(tmp_path, seed):
+    """A log whose loss never leaves ln V (a ternary model stuck at a trivial loss): INFRASTRUCTURE BUG, never
+    'model too small' or 'train longer'; the same curve shape 8 nats lower is judged on its capacity."""
+    spec = spec_for("saturated", seed=seed)
+    rows = generate(spec)
+    stuck = [dict(r, loss=math.log(32000) + (r["loss"] - rows[-1]["loss"]) * 0.02) for r in rows]
+    path = tmp_path / "stuck.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in stuck))
+    report, probes = _judge(tmp_path, path, vocab=32000)
+    v = report["verdict"]
+    assert probes["loss_baseline"]["status"] == "FAIL"
+    assert (v["category"], v["part"]) == ("INFRASTRUCTURE BUG", "infrastructure (a log cannot say which part)"), v
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report, probes = _judge(tmp_path, path, vocab=32000)
+    assert probes["loss_baseline"]["status"] == "PASS" and report["verdict"]["category"] != "INFRASTRUCTURE BUG"
