@@ -3,6 +3,8 @@ Git LFS pointer, and noise that is no finding. Every log here is written by the 
 (synthetic/curves.py) in the line shapes of llm.c, nanoGPT and hand-written loops; none is copied."""
 import json
 import math
+import random
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -182,3 +184,46 @@ def test_loss_at_the_uniform_baseline_is_the_infrastructure(tmp_path, seed):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     report, probes = _judge(tmp_path, path, vocab=32000)
     assert probes["loss_baseline"]["status"] == "PASS" and report["verdict"]["category"] != "INFRASTRUCTURE BUG"
+
+
+def _with_validation(rows, seed, turn=None, rise=0.3, every=10, noise=0.02):
+    """Validation loss every `every`-th logged point: the training curve's local median + 0.05 + N(0, noise);
+    from the fraction `turn` of the log on it climbs linearly by `rise` (a model memorising its data)."""
+    rng = random.Random(seed + 1000)
+    out, n = [], len(rows)
+    for i, r in enumerate(rows):
+        if i % every != every - 1:
+            out.append(r)
+            continue
+        window = sorted(x["loss"] for x in rows[max(0, i - 2):i + 3])
+        val = window[len(window) // 2] + 0.05 + rng.gauss(0, noise)
+        if turn is not None and i > turn * n:
+            val += rise * (i - turn * n) / (n - turn * n)
+        out.append(dict(r, val_loss=val))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_overfitting_is_a_verdict_of_its_own(tmp_path, seed):
+    """Validation loss turning up by 0.3 from 40% of the run while the training loss falls: OVERFITTING with the
+    step where it turned, not 'train longer' or 'too small'; the same run whose validation follows the training
+    loss is not called overfitting."""
+    rows = generate(spec_for("saturated", seed=seed))
+    path = tmp_path / "log.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in _with_validation(rows, seed, turn=0.4)))
+    report, probes = _judge(tmp_path, path)
+    v, over = report["verdict"], probes["overfitting"]
+    assert (v["category"], v["part"], over["status"]) == ("OVERFITTING", "data", "FAIL"), (v, over["message"])
+    assert 0.3 * rows[-1]["step"] <= over["details"]["best_step"] <= 0.5 * rows[-1]["step"]
+    path.write_text("".join(json.dumps(r) + "\n" for r in _with_validation(rows, seed)))
+    report, probes = _judge(tmp_path, path)
+    assert probes["overfitting"]["status"] == "PASS" and report["verdict"]["category"] != "OVERFITTING"
+
+
+def test_report_folder_is_named_after_the_run(tmp_path):
+    rows = generate(spec_for("saturated", seed=0))
+    folder = tmp_path / "my-run-7"
+    folder.mkdir()
+    (folder / "main.log").write_text(_llmc(rows))
+    report, _ = _judge(tmp_path, folder / "main.log")
+    assert Path(report["run_dir"]).name.startswith("curve-my-run-7-main-")

@@ -13,7 +13,9 @@ modified; the report goes to a new folder under --out.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from bitcheck.bitnet.config import ConfigError, TrainConfig
 from bitcheck.bitnet.rundir import RunDir, append_jsonl
@@ -145,6 +147,21 @@ def curve_subject(log: RunLog, spec: RunSpec, key: str) -> tuple[Subject, RunFac
     return Subject(model=None, history=history), facts
 
 
+def run_name(path: str) -> str:
+    """The judged run's name for the report folder: its folder's name, or the log file's parent folder and stem
+    where the file has a generic name (metrics.csv, main.log, scalars.jsonl)."""
+    p = Path(path).resolve()
+    generic = {"metrics", "scalars", "main", "log", "train", "trainer_state", "events", "stdout", "output"}
+    if p.is_file():
+        stem = p.name.split(".")[0]
+        parts = [q.name for q in p.parents[:2] if q.name not in ("metrics", "logs", "")][:1] if stem.lower() in \
+            generic or stem.startswith("events") else []
+        name = "-".join([*parts, stem]) if parts else stem
+    else:
+        name = p.name
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-")[:60] or "run"
+
+
 def check_curve(opts: CurveOptions) -> Report:
     """Read, probe, judge, write. Returns the judge's Report (`.exit_code`). Raises LogError (exit 2) for a log or
     config that cannot be read or lacks a loss, ConfigError for bad options."""
@@ -172,7 +189,7 @@ def check_curve(opts: CurveOptions) -> Report:
                        f"{FIT_START:.0%} of the run and twice the warmup) to fit a curve (needs {MIN_FIT_POINTS}): "
                        "log the loss more often")
     subject, facts = curve_subject(log, spec, key)
-    run = RunDir.create(opts.out, "curve")
+    run = RunDir.create(opts.out, f"curve-{run_name(opts.run)}")
     for r in log.rows:  # the log as read, in bitcheck's layout: `bitcheck report` and the loss plot read it
         if "loss" in r or key in r:
             append_jsonl(run.metrics, {"step": r["step"], "loss": r.get("loss", r.get(key)),

@@ -127,6 +127,7 @@ class Category(str, Enum):
     INTERRUPTED = "INTERRUPTED"
     UNDERTRAINED = "UNDERTRAINED"
     TOO_SMALL = "MODEL TOO SMALL / TASK TOO HARD"
+    OVERFITTING = "OVERFITTING"  # a training log: validation loss rising while the training loss falls
 
 
 @dataclass
@@ -432,6 +433,14 @@ def _curve_verdict(probes: list[dict]) -> Verdict:
             f"The loss sits at the uniform baseline: {base['message']}. A model of any size learns more than "
             "this from its data, so the run is not too small or too short: its pipeline is broken (data, labels, "
             "the STE, the optimizer, the loss)."), [_row(base)], list(CURVE_NEXT[:1]))
+    over = by.get("overfitting", {})
+    if over.get("status") == "FAIL":  # what more tokens of the same data would buy is moot once it memorises
+        return Verdict("FAIL", Category.OVERFITTING, "data", (
+            f"The model overfits its training data: {over['message']}. The training loss says nothing about "
+            "the model's quality past that step."), [_row(over)],
+            ["Keep the checkpoint of the step where validation loss was lowest.",
+             "More (deduplicated) data, fewer epochs over it, or a smaller model; check that the validation "
+             "split shares no documents with training.", *CURVE_NEXT[:1]])
     ext, cap = by.get("loss_extrapolation", {}), by.get("model_capacity", {})
     fit = (ext.get("details") or {}).get("fit") or {}
     capacity = cap.get("message", "") if cap.get("status") in ("PASS", "WARN", "FAIL") else ""
