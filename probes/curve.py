@@ -409,9 +409,13 @@ MIN_VAL_POINTS = 4
 
 
 def _running_median(values: list[float], width: int = 5) -> list[float]:
+    """Each value replaced by the median of the `width` around it (none for fewer than 2 * width values)."""
     half = width // 2 if len(values) >= 2 * width else 0
-    return [sorted(values[max(0, i - half):i + half + 1])[len(values[max(0, i - half):i + half + 1]) // 2]
-            for i in range(len(values))]
+    out = []
+    for i in range(len(values)):
+        window = sorted(values[max(0, i - half):i + half + 1])
+        out.append(window[len(window) // 2])
+    return out
 
 
 @probe("overfitting", branch="capacity", kind="curve",
