@@ -27,7 +27,7 @@ app = typer.Typer(
          "or is generation broken? Trains tiny ternary models on tasks with known answers and checks them.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+JsonOpt = Annotated[bool, typer.Option("--json", metavar="", help="Print machine-readable JSON on stdout.")]
 PresetOpt = Annotated[Optional[str], typer.Option(help="Model preset (see `bitcheck presets`). "
                                                    "Default: tiny on CPU, 5m on CUDA.")]
 MinutesOpt = Annotated[Optional[float], typer.Option(help="Wall-clock budget in minutes (default 15).")]
@@ -38,7 +38,7 @@ SeedOpt = Annotated[int, typer.Option(help="Seed for initialisation and training
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 PrecisionOpt = Annotated[Optional[str], typer.Option(help="fp32, bf16 or fp16 (CUDA). "
                                                      "Default: fp32 on CPU, bf16 on CUDA.")]
-CompileOpt = Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the training "
+CompileOpt = Annotated[Optional[bool], typer.Option("--compile/--no-compile", metavar="", help="torch.compile the training "
                                                     "forward. Default: on for CPU (1.7x faster after ~35 s); off with --model.")]
 OutOpt = Annotated[str, typer.Option(help="Folder that receives the run directory.")]
 ResumeOpt = Annotated[Optional[str], typer.Option(help="Continue the run in this run directory.")]
@@ -47,10 +47,10 @@ ModelOpt = Annotated[Optional[str], typer.Option(
                     "sampler, incremental_logits, inference_model, generate); module:build (build alone, the other "
                     "hooks unused); or module:object (an object whose attributes are the hooks). Imported from "
                     "the current folder (README, Validate your own training code).")]
-BisectOpt = Annotated[bool, typer.Option("--bisect/--no-bisect", help="When YOUR model (--model) does not learn and "
+BisectOpt = Annotated[bool, typer.Option("--bisect/--no-bisect", metavar="", help="When YOUR model (--model) does not learn and "
                                          "no probe names a part, retrain with bitcheck's BitLinear, then its optimizer, "
                                          "swapped in one at a time, to find the cause.")]
-ReferenceOpt = Annotated[bool, typer.Option("--reference", help="With --model: also train bitcheck's BitNet of the "
+ReferenceOpt = Annotated[bool, typer.Option("--reference", metavar="", help="With --model: also train bitcheck's BitNet of the "
                                             "same shape under the same recipe in this run, for a side-by-side curve.")]
 LayersOpt = Annotated[Optional[str], typer.Option(
     help="Regex over module names for your quantized layers, when their class name lacks 'BitLinear'.")]
@@ -225,7 +225,7 @@ def tinystories(
     eval_every: Annotated[int, typer.Option(help="Validation loss and bits per byte every N steps.")] = 500,
     sample_every: Annotated[int, typer.Option(help="Samples for the seed's prompts every N steps (0: only at the end).")] = 1000,
     minutes: MinutesOpt = None, seed: SeedOpt = 0, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
-    compile: Annotated[bool, typer.Option(help="torch.compile the model.")] = False,
+    compile: Annotated[bool, typer.Option(metavar="", help="torch.compile the model.")] = False,
     out: OutOpt = "runs", resume: ResumeOpt = None, json_out: JsonOpt = False,
     model: ModelOpt = None, layers: LayersOpt = None,
 ) -> None:
@@ -381,8 +381,10 @@ def torch_cuda_available() -> bool:
 def curve(
     run: Annotated[str, typer.Argument(help="Your run's training log: a run folder (metrics/scalars.jsonl, "
                                        "config.json), a JSON-lines log, a CSV export, a Hugging Face Trainer's "
-                                       "trainer_state.json or output folder, or TensorBoard event files (a file or "
-                                       "a folder; needs tensorboard: pip install 'bitcheck\\[tb]').")],
+                                       "trainer_state.json or output folder, TensorBoard event files (a file or "
+                                       "a folder; needs tensorboard: pip install 'bitcheck\\[tb]'), or a text log: "
+                                       "saved stdout such as llm.c's main.log, nanoGPT's output or `step N | loss X "
+                                       "| lr Y` lines.")],
     config: Annotated[Optional[str], typer.Option(help="The run's config (JSON, YAML or TOML, nested or flat): "
                                                   "lr, warmup, steps, schedule, batch, vocab_size, hidden size ... "
                                                   "Default: the run folder's config.json.")] = None,
@@ -391,7 +393,7 @@ def curve(
     params: Annotated[Optional[str], typer.Option(help="Parameter count, embeddings included (95M, 1.3B).")] = None,
     vocab: Annotated[Optional[int], typer.Option(help="Vocabulary size.")] = None,
     hidden: Annotated[Optional[int], typer.Option(help="Model width (embedding dimension).")] = None,
-    tied: Annotated[Optional[bool], typer.Option("--tied/--untied", help="Head tied to the embedding "
+    tied: Annotated[Optional[bool], typer.Option("--tied/--untied", metavar="", help="Head tied to the embedding "
                                                  "(default: the config's, else tied).", show_default=False)] = None,
     tokens_per_step: Annotated[Optional[str], typer.Option(help="Tokens per optimizer step (8192, 1M). Default: the "
                                                            "config's batch x sequence x accumulation, or the log's "
@@ -461,7 +463,7 @@ def report(
 def selftest(
     seeds: Annotated[int, typer.Option(help="Healthy seeds to check for false alarms.")] = 3,
     bugs: Annotated[Optional[str], typer.Option(help="Comma-separated bugs to plant (default: all).")] = None,
-    fast: Annotated[bool, typer.Option("--fast", help="One seed and the quick subset of bugs.")] = False,
+    fast: Annotated[bool, typer.Option("--fast", metavar="", help="One seed and the quick subset of bugs.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Prove the probes: plant each known bug and check the part the verdict names.
@@ -480,6 +482,29 @@ def selftest(
     result = run_selftest(seeds=tuple(range(1 if fast else seeds)), bugs=names,
                           progress=lambda msg: err.print(f"[dim]selftest: {msg}[/]"))
     _finish(selftest_outcome(result), json_out, render.render_selftest)
+
+
+def _reflow(doc: str | None) -> str | None:
+    """A docstring's paragraphs as single lines: typer's rich help keeps every newline, so text wrapped at 120
+    columns in the source broke mid-sentence in a narrower terminal. Lines that start a list item or are
+    indented (examples) keep their own line."""
+    if not doc:
+        return doc
+    out = []
+    for para in inspect.cleandoc(doc).split("\n\n"):
+        lines = para.split("\n")
+        joined = [lines[0]]
+        for line in lines[1:]:
+            if line.startswith(("-", " ", "*")) or joined[-1].startswith(" "):
+                joined.append(line)
+            else:
+                joined[-1] += " " + line
+        out.append("\n".join(joined))
+    return "\n\n".join(out)
+
+
+for _info in [*app.registered_commands, *tokenizer_app.registered_commands]:
+    _info.callback.__doc__ = _reflow(_info.callback.__doc__)
 
 
 def main() -> None:
