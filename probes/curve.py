@@ -243,11 +243,15 @@ def loss_extrapolation(s: Subject):
         return Measurement(message=f"fewer than {MIN_FIT_POINTS} logged losses after {FIT_START:.0%} of the run: "
                                    "too few to fit", status=SKIP)
     u = fit["x_unit"]
+    # the fit's floor only where it has one; "not started to bend" would contradict a flat verdict's words
     floor = (f"fitted floor {fit['floor']:.3f}" if fit["E"] > 0.02 * fit["end_loss"] and fit["floor"] > 0 else
-             "no floor in sight yet (the curve has not started to bend)")
-    message = (f"{fit['loss_key']} {fit['end_loss']:.3f} at {_count(fit['end_x'])} {u}; {floor}; "
-               f"2x {u}: {fit['loss_2x']:.3f} {_pm(fit['gain_2x_sd'])} (-{fit['gain_2x']:.3f}), "
-               f"10x: {fit['loss_10x']:.3f} {_pm(fit['gain_10x_sd'])}")
+             "the fit puts no floor above 0")
+    key = fit["loss_key"]
+    logged = sorted([r[key] for r in curve["rows"] if isinstance(r.get(key), float) and math.isfinite(r[key])][-5:])
+    end = logged[len(logged) // 2] if logged else fit["end_loss"]  # the logged loss (last 5), not the fit's
+    message = (f"{fit['loss_key']} {end:.3f} at {_count(fit['end_x'])} {u}; {floor}; "
+               f"2x {u}: {max(0.0, fit['loss_2x']):.3f} {_pm(fit['gain_2x_sd'])} (-{fit['gain_2x']:.3f}), "
+               f"10x: {max(0.0, fit['loss_10x']):.3f} {_pm(fit['gain_10x_sd'])}")
     if fit["annealing_drop"] > 0.25 * max(fit["window_drop"], 1e-9):  # the fall a reader sees is mostly the LR's
         message += (f" (the LR decay accounts for {fit['annealing_drop']:.3f} of the {fit['window_drop']:.3f} fall "
                     "over the fitted window; more tokens would not repeat it)")

@@ -107,6 +107,15 @@ def test_lr_printed_with_six_decimals_decays_to_zero(tmp_path):
     assert probes["logged_schedule"]["status"] != "PASS"
 
 
+def test_json_lines_under_a_text_name(tmp_path):
+    """JSON lines saved as train.log are read as JSON lines, not as text."""
+    rows = generate(spec_for("saturated", seed=0))
+    path = tmp_path / "train.log"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    log = read_log(str(path))
+    assert len(log.rows) == len(rows) and log.read_as is None and "weight_decay" in log.rows[0]
+
+
 def test_unknown_text_and_lfs_pointer_are_one_line_errors(tmp_path):
     """Prose is no log (exit 2, the shapes it reads named); a Git LFS pointer says to pull the file."""
     prose = tmp_path / "notes.txt"

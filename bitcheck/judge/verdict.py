@@ -80,7 +80,9 @@ MIN_POINTS = 6  # fewer logged losses than this: too short to call a plateau
 LEARNED_MARGIN = 0.2
 
 NEXT_STEPS = {
-    "numerics": ["Find the first non-finite module named above; clamp quantizer scales with eps 1e-5.",
+    "numerics": ["Find the first non-finite module (the probes name it when they ran on the model; from a log "
+                 "alone, `bitcheck diagnose` a checkpoint from just before the NaN); clamp quantizer scales with "
+                 "eps 1e-5.",
                  "Lower the learning rate or train in fp32 to see whether the NaN is precision-driven."],
     "data/tokenizer": ["Decode a batch exactly as the trainer feeds it and read it.",
                        "Use a lossless (byte-level) tokenizer; targets must be inputs shifted by one."],

@@ -338,6 +338,8 @@ def read_log(path: str) -> RunLog:
     if name.endswith((".csv", ".tsv")):
         hparams = p.parent / "hparams.yaml"  # Lightning's CSVLogger writes its hyperparameters beside metrics.csv
         return _merge(read_csv(p), str(p), str(hparams) if hparams.is_file() else None)
+    if _first_line(p).startswith("{"):  # JSON lines under another name (train.log, metrics.txt)
+        return _merge(read_jsonl(p), str(p))
     records, summary, resolution = read_text_log(p)
     if records:
         log = _merge(records, str(p))
@@ -345,6 +347,15 @@ def read_log(path: str) -> RunLog:
         return log
     raise LogError(f"{path}: unknown log format ({summary}); give a .jsonl, a .csv, TensorBoard "
                    "events.out.tfevents* or a text log with lines like `step 100 | loss 3.21 | lr 6e-4`")
+
+
+def _first_line(p: Path) -> str:
+    """The file's first non-blank line, stripped ('' for an empty or binary file)."""
+    with open(p, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if line.strip():
+                return line.strip()
+    return ""
 
 
 def _lfs_pointer(p: Path) -> bool:
