@@ -21,7 +21,6 @@ DiagnoseError: one line, exit 2.
 """
 from __future__ import annotations
 
-import ctypes
 import math
 from pathlib import Path
 
@@ -86,25 +85,6 @@ def find_state_dict(obj: object, path: str) -> tuple[dict[str, torch.Tensor], st
     what = f"a dict with keys {sorted(map(str, obj))[:6]}" if isinstance(obj, dict) else f"a {type(obj).__name__}"
     raise DiagnoseError(f"{path} holds {what}, not a state dict (tensors at the top level or under "
                         f"{', '.join(NESTED_KEYS)})")
-
-
-M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
-LARGE_MODEL_PARAMS = 30_000_000  # from here on the probes' weight-sized temporaries are worth returning at once
-HEAP_THRESHOLD = 32 * 1024 * 1024  # glibc's ceiling for its own dynamic threshold (64-bit): blocks stay in the heap
-
-
-def _mmap_threshold(nbytes: int) -> None:
-    """Blocks of `nbytes` and more get their own mappings, returned to the system when freed. glibc's default
-    raises that threshold to the largest block freed so far, so the weight-sized temporaries of a large model's
-    probes stay in the heap: the 95M diagnose peaked at 1.97 GB of resident memory in ste_gradient_flow and
-    kept 1.96 GB after it, 1.65 and 0.97 GB with 128 KiB (same probes, benchmarks/diagnose_95m.py). Set only
-    around a large model's probes and put back to HEAP_THRESHOLD after: a process-wide 128 KiB made every later
-    training in the process pay a page fault per block (make test's system time 1.3 -> 20 minutes). Not
-    glibc (macOS, musl): nothing to do."""
-    try:
-        ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, nbytes)
-    except (OSError, AttributeError, TypeError):
-        pass
 
 
 def diagnose(path: str | Path, device: str = "auto", factory=None, tokenizer: str | None = None,
@@ -242,19 +222,6 @@ def count_params(sd: dict[str, torch.Tensor]) -> int:
 def _diagnose_user(factory, path: Path, device: str, tokenizer: str | None, text: str | None,
                    layers: str | None, out: str | None) -> Report:
     built = call_factory(factory, str(path))
-    model = built.model if hasattr(built, "model") else built
-    large = isinstance(model, torch.nn.Module) and sum(p.numel() for p in model.parameters()) > LARGE_MODEL_PARAMS
-    if large:
-        _mmap_threshold(128 * 1024)
-    try:
-        return _diagnose_built(built, factory, path, device, tokenizer, text, layers, out)
-    finally:
-        if large:
-            _mmap_threshold(HEAP_THRESHOLD)
-
-
-def _diagnose_built(built, factory, path: Path, device: str, tokenizer: str | None, text: str | None,
-                    layers: str | None, out: str | None) -> Report:
     subject, found = user_subject(built, device, tokenizer, text, layers)
     try:  # the checkpoint's own tensors, to check that the factory loaded them (probes/loading.py)
         subject.tensors = (hf.folder_tensors(path) if hf.is_folder(path)
