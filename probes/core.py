@@ -406,6 +406,17 @@ def run_probes(subject: Subject, names: list[str] | None = None, kinds: tuple[st
         _RUN_CACHE.reset(token)
 
 
+# Above this many parameters on a CPU, probes that train or back-propagate do less (overfit_batch SKIPs,
+# ste_gradient_flow takes one row): the seed design's 95M took minutes and several times its memory
+# (benchmarks/diagnose_95m.py); the 12m preset stays below.
+LARGE_CPU_PARAMS = 30_000_000
+
+
+def large_on_cpu(s: Subject) -> bool:
+    """The subject's model has more than LARGE_CPU_PARAMS parameters and runs on a CPU."""
+    return torch.device(s.device).type == "cpu" and sum(p.numel() for p in s.model.parameters()) > LARGE_CPU_PARAMS
+
+
 def first_batch(subject: Subject) -> tuple[torch.Tensor, torch.Tensor]:
     x, y = subject.batches[0]
     return x.to(subject.device), y.to(subject.device)

@@ -14,7 +14,18 @@ import torch
 
 from probes import bitlinear as bl
 from probes import reference as ref
-from probes.core import SKIP, Measurement, Subject, Threshold, first_batch, latent_weight, lm_loss, probe, quant_layers
+from probes.core import (
+    SKIP,
+    Measurement,
+    Subject,
+    Threshold,
+    first_batch,
+    large_on_cpu,
+    latent_weight,
+    lm_loss,
+    probe,
+    quant_layers,
+)
 
 # Relative error of each latent weight's gradient against the STE reference. Measured (selftest):
 # healthy 1e-5 at init, 6e-5 trained (float32); STE missing: 1.0.
@@ -34,11 +45,10 @@ UPDATE_RATIO_LOW = Threshold("min_median_update_ratio", warn=1e-6, fail=None, hi
                              source="healthy >= 0.0023 (selftest); a WARN for an optimizer that stopped")
 
 
-# Above this many parameters on a CPU the gradient pass takes GRAD_PASS_LARGE_ROWS rows of the batch: the seed
-# design's 95M held ~1.2 GB of saved activations and quantized weights for 8 rows of 64 tokens (the
+# On a large model on a CPU (probes.core.large_on_cpu) the gradient pass takes GRAD_PASS_LARGE_ROWS rows of the
+# batch: the seed design's 95M held ~1.2 GB of saved activations and quantized weights for 8 rows of 64 tokens (the
 # quantized weights, 283 MB, do not shrink with the batch; the activations and the 32,000-way logits do).
 # The STE comparison is exact on any batch and every layer still gets its gradient (benchmarks/diagnose_95m.py).
-GRAD_PASS_MAX_CPU_PARAMS = 30_000_000
 GRAD_PASS_LARGE_ROWS = 1
 
 
@@ -105,7 +115,7 @@ def ste_gradient_flow(s: Subject):
     model.train()
     model.zero_grad(set_to_none=True)
     x, y = first_batch(s)
-    if sum(p.numel() for p in model.parameters()) > GRAD_PASS_MAX_CPU_PARAMS and torch.device(s.device).type == "cpu":
+    if large_on_cpu(s):
         x, y = x[:GRAD_PASS_LARGE_ROWS], y[:GRAD_PASS_LARGE_ROWS]
     try:
         loss = lm_loss(model, x, y)

@@ -11,7 +11,18 @@ import types
 import torch
 
 from probes import reference as ref
-from probes.core import SKIP, Measurement, Subject, Threshold, first_batch, lm_loss, logits_of, probe, quant_layers
+from probes.core import (
+    SKIP,
+    Measurement,
+    Subject,
+    Threshold,
+    first_batch,
+    large_on_cpu,
+    lm_loss,
+    logits_of,
+    probe,
+    quant_layers,
+)
 
 # loss(fresh model) - ln(vocab). Measured: healthy tiny preset 0.063-0.069 (selftest, quick-arith);
 # a tied N(0, 1) embedding 112.
@@ -36,11 +47,6 @@ OVERFIT_LR = 3e-3
 # buggy ones (no STE 0.72-1.9, inverted scale 0.71) never get here. Makes a 12M model's probe
 # cost what it takes to memorise, not always 150 steps.
 OVERFIT_DONE = OVERFIT.warn / 4
-# On a CPU, models above this many parameters are not trained by the probe: the seed design's 95M took 228 s
-# and 4x the model's memory more (a copy, its gradients, AdamW's two moments) on the 2-core machine
-# (benchmarks/diagnose_95m.py); the 12M preset stays in (benchmarks/diagnose_speed.py). ste_gradient_flow
-# still checks that every latent weight gets its gradient.
-OVERFIT_MAX_CPU_PARAMS = 30_000_000
 
 
 @probe("loss_at_init", branch="loss", needs=("fresh_model", "batches", "vocab_size"),
@@ -142,8 +148,8 @@ def reference_layers(layers: list):
 def overfit_batch(s: Subject):
     """A copy of the model, trained with AdamW on one batch for a fixed number of steps, drives that
     batch's loss near zero. A model that cannot memorise 4 sequences cannot learn anything."""
-    n_params = sum(p.numel() for p in s.model.parameters())
-    if n_params > OVERFIT_MAX_CPU_PARAMS and torch.device(s.device).type == "cpu":
+    if large_on_cpu(s):  # the seed design's 95M: 228 s and ~4x the model's memory (copy, gradients, AdamW)
+        n_params = sum(p.numel() for p in s.model.parameters())
         return Measurement(message=f"not run on a {n_params / 1e6:.0f}M-parameter model on the CPU: memorising a "
                            "batch would take minutes and ~4x the model's memory (ste_gradient_flow checks the "
                            "gradients; `bitcheck quick-arith --model` checks that your code learns)", status=SKIP)

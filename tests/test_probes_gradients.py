@@ -60,8 +60,8 @@ def test_gradient_pass_leaves_the_model_as_it_was():
 
 
 def test_overfit_is_not_run_on_a_large_model_on_the_cpu(monkeypatch):
-    """Above OVERFIT_MAX_CPU_PARAMS on a CPU, overfit_batch SKIPs saying why (a 95M model took 228 s)."""
-    import probes.loss
-    monkeypatch.setattr(probes.loss, "OVERFIT_MAX_CPU_PARAMS", 1000)
+    """Above LARGE_CPU_PARAMS on a CPU, overfit_batch SKIPs saying why (a 95M model took 228 s)."""
+    import probes.core
+    monkeypatch.setattr(probes.core, "LARGE_CPU_PARAMS", 1000)
     r = result(subject(), "overfit_batch")
     assert r.status == "SKIP" and "ste_gradient_flow checks the gradients" in r.message, r.message

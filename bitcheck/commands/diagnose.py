@@ -221,8 +221,7 @@ def count_params(sd: dict[str, torch.Tensor]) -> int:
 
 def _diagnose_user(factory, path: Path, device: str, tokenizer: str | None, text: str | None,
                    layers: str | None, out: str | None) -> Report:
-    built = call_factory(factory, str(path))
-    subject, found = user_subject(built, device, tokenizer, text, layers)
+    subject, found = user_subject(call_factory(factory, str(path)), device, tokenizer, text, layers)
     try:  # the checkpoint's own tensors, to check that the factory loaded them (probes/loading.py)
         subject.tensors = (hf.folder_tensors(path) if hf.is_folder(path)
                            else find_state_dict(load_file(path)[0], str(path))[0])
