@@ -133,11 +133,11 @@ def compare_schedule(log: list[dict], want: list[dict], warmup: int, strict: boo
         checks.append(MEDIAN_DEVIATION)
     what = []
     if LR_LEVEL.judge(median) != "PASS":
-        what.append(f"the LR after warmup is {median:.0%} of the recipe's (never leaves warmup, or decays to zero?)")
+        what.append(f"the LR after warmup is {median:.0%} of the intended (never leaves warmup, or decays to zero?)")
     if SPEED.judge(speed) != "PASS":
         what.append(f"the schedule runs {speed:g}x fast (stepped once per micro-batch?)")
     if WD_STAGE2.judge(wd_on) != "PASS":
-        what.append(f"weight decay stays on in {wd_on:.0%} of the steps where the recipe has none (stage 2)")
+        what.append(f"weight decay stays on in {wd_on:.0%} of the steps where the intended schedule has none (stage 2)")
     if "warmup_log2_ratio" in values and WARMUP_OFF.judge(values["warmup_log2_ratio"]) != "PASS":
         what.append(f"warmup ends at step {seen}, the config says {warmup}"
                     + (" (stepped once per micro-batch?)" if seen < warmup else " (warmup never ended?)"))
@@ -151,7 +151,7 @@ def compare_schedule(log: list[dict], want: list[dict], warmup: int, strict: boo
         message = f"applied as intended (largest LR deviation {deviation:.1%})"
     return Measurement(values, checks, message,
                        "Log the LR and weight decay your scheduler sets at every optimizer step and compare with "
-                       "the recipe: step the scheduler once per optimizer step, not per micro-batch; set weight decay "
+                       "the intended schedule: step the scheduler once per optimizer step, not per micro-batch; set weight decay "
                        "to 0 in stage 2.", details={"applied": log, "intended": want}, values=values)
 
 

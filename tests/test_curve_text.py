@@ -236,3 +236,73 @@ def test_report_folder_is_named_after_the_run(tmp_path):
     (folder / "main.log").write_text(_llmc(rows))
     report, _ = _judge(tmp_path, folder / "main.log")
     assert Path(report["run_dir"]).name.startswith("curve-my-run-7-main-")
+
+
+def _cosine_to(end, seed=0):
+    """A healthy flat cosine run (synthetic/curves.py's losses) whose logged LR decays to `end` x the peak."""
+    spec = spec_for("saturated", seed=seed, schedule="cosine")
+
+    def lr(s):
+        if s <= spec.warmup:
+            return spec.lr * s / spec.warmup
+        p = min((s - 1 - spec.warmup) / (spec.steps - spec.warmup), 1.0)
+        return spec.lr * (end + (1 - end) * 0.5 * (1 + math.cos(math.pi * p)))
+    return spec, [{"step": r["step"], "loss": r["loss"], "learning_rate": lr(r["step"])} for r in generate(spec)]
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("end", [0.0, 0.1])
+def test_cosine_to_zero_or_a_tenth_is_no_deviation(tmp_path, seed, end):
+    """Hugging Face's cosine ends at 0, nanoGPT's at a tenth: a config that names the cosine but not its end is
+    compared with the closer of the two (no WARN on a healthy run), and says so; --min-lr fixes the end, and a
+    log that does not reach it deviates."""
+    spec, rows = _cosine_to(end, seed)
+    log = tmp_path / "log.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"lr_scheduler_type": "cosine", "learning_rate": spec.lr, "warmup_steps": spec.warmup,
+                               "max_steps": spec.steps}))
+    report, probes = _judge(tmp_path, log, config=str(cfg))
+    assert probes["logged_schedule"]["status"] == "PASS", probes["logged_schedule"]["message"]
+    assert report["metrics"]["spec"]["final_lr_ratio"] == end
+    assert "--min-lr" in report["metrics"]["spec"]["origin"]["final_lr_ratio"]
+    assert (report["verdict"]["status"], report["verdict"]["category"]) == ("PASS", "CONVERGED")
+    other = 0.1 if end == 0.0 else 0.0
+    report, probes = _judge(tmp_path, log, config=str(cfg), min_lr=other * spec.lr)
+    assert probes["logged_schedule"]["status"] in ("WARN", "FAIL")  # the end given, and the log misses it
+    assert report["metrics"]["spec"]["origin"]["final_lr_ratio"] == "--min-lr / lr"
+
+
+def test_decay_never_applied_is_far_from_either_cosine_end(tmp_path):
+    spec, rows = _cosine_to(0.0)
+    rows = [dict(r, learning_rate=min(spec.lr, spec.lr * r["step"] / spec.warmup)) for r in rows]
+    log = tmp_path / "log.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text(json.dumps({"scheduler": "cosine", "lr": spec.lr, "warmup_steps": spec.warmup, "max_steps": spec.steps}))
+    report, probes = _judge(tmp_path, log, config=str(cfg))
+    assert probes["logged_schedule"]["status"] == "FAIL"
+    assert (report["verdict"]["category"], report["verdict"]["part"]) == ("INFRASTRUCTURE BUG", "optimizer")
+
+
+def test_html_verdict_in_short_lines_and_only_what_was_logged(tmp_path):
+    """The page shows the verdict a sentence per line, the loss plot draws the validation loss it fitted (labelled
+    as such, not as training loss), and the schedule plot has no weight-decay line for a log without one."""
+    from bitcheck.judge.report import loss_figure, probe_figures, sentences
+    rows = generate(spec_for("saturated", seed=0))
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "main.log").write_text(_llmc(rows, val_every=5))
+    report, probes = _judge(tmp_path, folder / "main.log", lr=1.5e-3, warmup=500, steps=20_000, schedule="two_stage")
+    assert probes["loss_extrapolation"]["details"]["fit"]["loss_key"] == "val_loss"
+    page = (Path(report["run_dir"]) / "report.html").read_text()
+    lines = sentences(report["verdict"]["diagnosis"])
+    assert len(lines) >= 3 and all(f"<p>{line.split(' (')[0]}" in page.replace("&#x27;", "'") for line in lines)
+    metrics = [json.loads(x) for x in (Path(report["run_dir"]) / "metrics" / "scalars.jsonl").read_text().splitlines()]
+    assert len(metrics) == len(rows)  # training rows only: the validation loss is not written as a training loss
+    fig = loss_figure(metrics, [json.loads(x) for x in (Path(report["run_dir"]) / "metrics" / "evals.jsonl")
+                                .read_text().splitlines()])
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["train loss", "validation loss"]
+    titles = [t for t, _ in probe_figures(report)]
+    assert "Learning rate, applied vs intended" in titles  # main.log logs no weight decay: no line for it
+    assert sentences("A (b. C) d. E f: G h.") == ["A (b. C) d.", "E f:", "G h."]

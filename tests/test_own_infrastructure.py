@@ -95,7 +95,7 @@ STORIES = ["tinystories", "--data", "synthetic:300", "--preset", "tiny", "--seq"
 
 @pytest.mark.training
 @pytest.mark.parametrize("adapter,extra,expected", [
-    ("healthy", [], ("UNDERTRAINED", "capacity")),
+    ("healthy", [], ("UNDERTRAINED", "training length")),
     ("decays_norms", [], ("INFRASTRUCTURE BUG", "optimizer")),
     ("no_ste", ["--layers", r"(qkv|proj|fc|out)$"], ("INFRASTRUCTURE BUG", "gradients/STE")),
 ])

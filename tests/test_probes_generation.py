@@ -104,7 +104,7 @@ def test_repetition_both_ways():
     s = subject(generate=_text_generator(lambda seed: "12 + 7 = 19\n" * 10))
     r = result(s, "repetition")
     assert r.status == "FAIL" and r.value["loop_ending_share"] == 1.0
-    assert part(s, "repetition") == "capacity"  # alone, poor samples may be a weak model's (#14)
+    assert part(s, "repetition") == "training length"  # alone, poor samples may be a weak model's (#14)
 
 
 def test_gibberish_both_ways():
@@ -118,7 +118,7 @@ def test_gibberish_both_ways():
     s = subject(generate=_text_generator(noise))
     r = result(s, "gibberish")
     assert r.status == "FAIL", r.message
-    assert part(s, "gibberish") == "capacity"  # alone, poor samples may be a weak model's (#14)
+    assert part(s, "gibberish") == "training length"  # alone, poor samples may be a weak model's (#14)
 
 
 def test_text_statistics():

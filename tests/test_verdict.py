@@ -55,7 +55,7 @@ def test_poor_samples_are_generation_only_when_the_model_does_not_predict_them()
     the model itself finds unlikely are GENERATION BROKEN."""
     probes = HEALTHY + [P("gibberish", "FAIL", "generation")]
     v = decide(probes + [P("sample_likelihood", "PASS", "generation")], {}, FALLING, True)
-    assert (v["category"], v["part"]) == ("UNDERTRAINED", "capacity") and "sample_likelihood" in v["diagnosis"]
+    assert (v["category"], v["part"]) == ("UNDERTRAINED", "training length") and "sample_likelihood" in v["diagnosis"]
     assert decide(probes, {}, FALLING, True)["category"] == "UNDERTRAINED"  # nothing confirms the decoder is at fault
     v = decide(probes + [P("sample_likelihood", "FAIL", "generation")], {}, FALLING, True)
     assert v["category"] == "GENERATION BROKEN"

@@ -404,6 +404,10 @@ def curve(
     schedule: Annotated[Optional[str], typer.Option(help="Intended schedule: two_stage (BitNet b1.58), cosine, linear "
                                                     "or constant. Default: the config's, else the closest to the "
                                                     "logged LR.")] = None,
+    min_lr: Annotated[Optional[float], typer.Option("--min-lr", "--final-lr", help="The LR the decay ends at (0 for "
+                                                    "Hugging Face's cosine). Default: the config's min_lr or "
+                                                    "final_lr_ratio; for a cosine without one, the closer to the "
+                                                    "logged LR of 0 and a tenth of the peak.")] = None,
     upto: Annotated[Optional[int], typer.Option(help="Judge the run as it was at this step.")] = None,
     loss: Annotated[str, typer.Option(help="auto (validation loss when logged often enough), train or val.")] = "auto",
     out: OutOpt = "runs",
@@ -416,14 +420,15 @@ def curve(
     size against its vocabulary and tokens (Chinchilla ~20 tokens per parameter, published BitNet
     b1.58 results); finds loss spikes, grad-norm explosions and NaN; compares the logged LR and weight
     decay with the config's schedule. Writes report.{json,md,html} and the fitted curve's plot to a new
-    folder under --out. Exit 0 never (a log alone cannot prove the infrastructure healthy), 1 with a
-    verdict, 2 for a log or config that cannot be read.
+    folder under --out. Exit 0 for CONVERGED (flat and nothing found: a log alone still cannot prove the
+    infrastructure healthy) or CANNOT TELL (the verdict says what to give), 1 for a finding (UNDERTRAINED,
+    MODEL TOO SMALL, OVERFITTING, INFRASTRUCTURE BUG), 2 for a log or config that cannot be read.
     """
     from bitcheck.commands.curve import CurveOptions, check_curve
 
     _show(check_curve(CurveOptions(
         run=run, config=config, checkpoint=checkpoint, params=params, vocab=vocab, hidden=hidden, tied=tied,
-        tokens_per_step=tokens_per_step, lr=lr, warmup=warmup, steps=steps, schedule=schedule, upto=upto,
+        tokens_per_step=tokens_per_step, lr=lr, warmup=warmup, steps=steps, schedule=schedule, min_lr=min_lr, upto=upto,
         loss=loss, out=out)), json_out)
 
 

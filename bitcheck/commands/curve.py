@@ -12,6 +12,7 @@ modified; the report goes to a new folder under --out.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ class CurveOptions:
     lr: float | None = None
     warmup: int | None = None
     steps: int | None = None  # the schedule's intended horizon
+    min_lr: float | None = None  # the LR the decay ends at (None: the config's, else inferred for a cosine)
     schedule: str | None = None  # two_stage | cosine | constant | linear (None: the config's, else inferred)
     upto: int | None = None  # judge the log only up to this step (what the run looked like then)
     loss: str = "auto"  # auto (validation when logged), train, val
@@ -72,10 +74,17 @@ def shape_rows(spec: RunSpec, kind: str, steps: list[int]) -> list[dict]:
     return [dict(zip(("lr", "weight_decay"), schedule(max(0, s - 1), cfg)), step=s) for s in steps]
 
 
+# where a cosine's end is not given, the two ends codebases use: 0 (Hugging Face's get_cosine_schedule_with_warmup,
+# torch's CosineAnnealingLR with eta_min=0) and a tenth of the peak (nanoGPT's min_lr, bitcheck's recipe)
+COSINE_ENDS = (0.1, 0.0)
+
+
 def intended_schedule(spec: RunSpec, applied: list[dict]) -> tuple[list[dict], str | None]:
     """The LR and weight decay the run intended at each logged step, or ([], why not). A schedule the
     config does not name is the shape among SHAPES closest to the logged LR, and the spec says it was
-    inferred (a wrong shape assumed would read a healthy cosine run as a bug)."""
+    inferred (a wrong shape assumed would read a healthy cosine run as a bug). A cosine whose final LR
+    neither the config nor --min-lr gives ends at the closer of COSINE_ENDS to the logged LR (a healthy decay
+    to 0 is no deviation; a decay never applied is far from both)."""
     if spec.lr is None or spec.warmup is None or spec.steps is None:
         missing = [f"--{k}" for k in ("lr", "warmup", "steps") if getattr(spec, k) is None]
         return [], f"the intended schedule is unknown (no {', '.join(missing)} in options or config)"
@@ -83,15 +92,25 @@ def intended_schedule(spec: RunSpec, applied: list[dict]) -> tuple[list[dict], s
         return [], (f"schedule {spec.schedule!r} is not one bitcheck computes ({', '.join(SHAPES)}): the logged "
                     "schedule was not compared (give --schedule with the nearest)")
     steps = [r["step"] for r in applied]
-    if spec.schedule is None:
-        if not applied:
-            return [], "no schedule named in options or config (give --schedule)"
+    if spec.schedule is None and not applied:
+        return [], "no schedule named in options or config (give --schedule)"
+    end_known = "final_lr_ratio" in spec.origin
 
-        def error(kind: str) -> float:
-            want = shape_rows(spec, kind, steps)
-            return sum(abs(a["lr"] - w["lr"]) / max(w["lr"], 1e-12) for a, w in zip(applied, want)) / len(want)
-        spec.schedule = min(SHAPES, key=error)
+    def error(candidate: tuple[str, float]) -> float:
+        kind, end = candidate
+        want = shape_rows(dataclasses.replace(spec, final_lr_ratio=end), kind, steps)
+        return sum(abs(a["lr"] - w["lr"]) / max(w["lr"], 1e-12) for a, w in zip(applied, want)) / len(want)
+    kinds = [spec.schedule] if spec.schedule is not None else list(SHAPES)
+    candidates = [(k, e) for k in kinds for e in
+                  (COSINE_ENDS if k == "cosine" and not end_known and applied else (spec.final_lr_ratio,))]
+    kind, end = min(candidates, key=error) if len(candidates) > 1 else candidates[0]
+    if spec.schedule is None:
+        spec.schedule = kind
         spec.origin["schedule"] = f"not named: inferred from the logged LR (closest of {', '.join(SHAPES)})"
+    if kind == "cosine" and not end_known and applied:
+        spec.final_lr_ratio = end
+        spec.origin["final_lr_ratio"] = (f"not given: the closer to the logged LR of {' and '.join(map(str, COSINE_ENDS))} "
+                                         "of the peak (give --min-lr)")
     return shape_rows(spec, spec.schedule, steps), None
 
 
@@ -132,7 +151,7 @@ def curve_subject(log: RunLog, spec: RunSpec, key: str) -> tuple[Subject, RunFac
         rows = [dict(r, lr=w["lr"]) for r, w in zip(rows, shape_rows(spec, spec.schedule, [r["step"] for r in rows]))]
         lr_source = f"configured ({spec.schedule}; not logged)"
     # where the log holds no weight decay, only the LR is compared: the intended value stands in
-    applied = [dict(a, weight_decay=w["weight_decay"]) if a["weight_decay"] is None else a
+    applied = [dict(a, weight_decay=w["weight_decay"], weight_decay_logged=False) if a["weight_decay"] is None else a
                for a, w in zip(applied, intended)] if intended else applied
     tokens = last * spec.tokens_per_step if spec.tokens_per_step else None
     history = History(curve={"rows": rows, "loss_key": key, "tokens_per_step": spec.tokens_per_step,
@@ -178,7 +197,7 @@ def check_curve(opts: CurveOptions) -> Report:
         raise ConfigError(f"--schedule must be one of {', '.join(SHAPES)}, not {opts.schedule!r}")
     spec = read_spec(log, config=opts.config, checkpoint=opts.checkpoint, params=opts.params, vocab=opts.vocab,
                      hidden=opts.hidden, tied=opts.tied, tokens_per_step=opts.tokens_per_step, lr=opts.lr,
-                     warmup=opts.warmup, steps=opts.steps, schedule=opts.schedule)
+                     warmup=opts.warmup, steps=opts.steps, schedule=opts.schedule, min_lr=opts.min_lr)
     if log.counted and "tokens" in log.columns and spec.tokens_per_step:  # no step column: steps = tokens / batch
         log.rows = [dict(r, step=round(r["tokens"] / spec.tokens_per_step)) for r in log.rows if "tokens" in r]
     key, which = loss_key(log, opts.loss)
@@ -191,8 +210,8 @@ def check_curve(opts: CurveOptions) -> Report:
     subject, facts = curve_subject(log, spec, key)
     run = RunDir.create(opts.out, f"curve-{run_name(opts.run)}")
     for r in log.rows:  # the log as read, in bitcheck's layout: `bitcheck report` and the loss plot read it
-        if "loss" in r or key in r:
-            append_jsonl(run.metrics, {"step": r["step"], "loss": r.get("loss", r.get(key)),
+        if "loss" in r:  # training loss only: validation goes to evals (the report's plot tells them apart)
+            append_jsonl(run.metrics, {"step": r["step"], "loss": r["loss"],
                                        **{k: r[k] for k in ("lr", "weight_decay", "grad_norm", "tokens") if k in r}})
         if "val_loss" in r:
             append_jsonl(run.evals, {"step": r["step"], "val_loss": r["val_loss"]})

@@ -44,15 +44,15 @@ class Report:
 
     @property
     def exit_code(self) -> int:
-        """0 PASS, 1 FAIL, 130 a run interrupted before it passed."""
-        if self.verdict.status == "PASS":
+        """0 PASS (or WARN: a log that cannot decide, CANNOT TELL), 1 FAIL, 130 a run interrupted before it passed."""
+        if self.verdict.status in ("PASS", "WARN"):
             return EXIT_PASS
         return EXIT_INTERRUPTED if self.stopped == "interrupted" else EXIT_FAIL
 
 
 def saved_exit_code(report: dict) -> int:
-    """The exit code of a report.json re-rendered later (`bitcheck report`): 0 PASS, else 1."""
-    return EXIT_PASS if report["verdict"]["status"] == "PASS" else EXIT_FAIL
+    """The exit code of a report.json re-rendered later (`bitcheck report`): 0 PASS or WARN, else 1."""
+    return EXIT_PASS if report["verdict"]["status"] in ("PASS", "WARN") else EXIT_FAIL
 
 
 @dataclass

@@ -43,7 +43,7 @@ def write_report(run: RunDir, report: dict) -> None:
     # the loss and fit plots are drawn once, for their PNG files and the HTML alike (drawing is most of a
     # report's cost: ~0.3 s a figure)
     pngs = {}
-    if scalars:
+    if scalars or any("val_loss" in e for e in evals):  # a log of validation loss alone is plotted too
         pngs[LOSS_TITLE] = _png(loss_figure(scalars, evals))
         run.loss_png.write_bytes(pngs[LOSS_TITLE])
     fit = _probe(report, "loss_extrapolation").get("details", {}).get("fit")
@@ -131,23 +131,31 @@ def _close(fig) -> None:
 
 
 def loss_figure(scalars: list[dict], evals: list[dict]):
+    """The training loss (scalars' "loss"), the validation loss where evals log one ("val_loss") and the
+    held-out accuracy per group where they log a score, against the step."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot([r["step"] for r in scalars], [r["loss"] for r in scalars], label="train loss")
+    train = [r for r in scalars if isinstance(r.get("loss"), (int, float))]
+    val = [r for r in evals if isinstance(r.get("val_loss"), (int, float))]
+    if train:
+        ax.plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss")
+    if val:
+        ax.plot([r["step"] for r in val], [r["val_loss"] for r in val], ".-", ms=3, label="validation loss")
     ax.set_xlabel("step")
     ax.set_ylabel("loss (nats)")
     ax.set_yscale("log")
-    groups = sorted({g for e in evals for g in e.get("score", {}).get("per_group", {})})
+    groups = sorted({g for e in evals for g in (e.get("score") or {}).get("per_group", {})})
     if groups:
         ax2 = ax.twinx()
         for g in groups:
-            ax2.plot([e["step"] for e in evals], [e["score"]["per_group"].get(g, 0.0) for e in evals],
+            ax2.plot([e["step"] for e in evals if "score" in e],
+                     [e["score"]["per_group"].get(g, 0.0) for e in evals if "score" in e],
                      linestyle="--", marker=".", label=f"held-out acc {g}")
         ax2.set_ylabel("held-out accuracy")
         ax2.set_ylim(0, 1)
         ax2.legend(loc="center right", fontsize=8)
     ax.legend(loc="upper right", fontsize=8)
-    ax.set_title("training loss")
+    ax.set_title("training and validation loss" if train and val else "validation loss" if val else "training loss")
     fig.tight_layout()
     return fig
 
@@ -206,19 +214,24 @@ def probe_figures(report: dict, pngs: dict | None = None) -> list[tuple[str, obj
     schedule = (_probe(report, "schedule_shape") or _probe(report, "logged_schedule")).get("details", {})
     if schedule.get("applied"):
         fig, ax = plt.subplots(figsize=(7, 3))
-        ax2 = ax.twinx()
+        # a log without weight decay is compared on its LR only (its rows carry the intended value, marked
+        # "weight_decay_logged": False): no weight-decay line it never logged
+        wd = any(r.get("weight_decay_logged", True) and r.get("weight_decay") is not None for r in schedule["applied"])
+        ax2 = ax.twinx() if wd else None
         for rows, style, who in ((schedule["intended"], "--", "intended"), (schedule["applied"], "-", "applied")):
             ax.plot([r["step"] for r in rows], [r["lr"] for r in rows], style, color="#48c", label=f"LR {who}")
-            ax2.plot([r["step"] for r in rows], [r["weight_decay"] for r in rows], style, color="#c84",
-                     label=f"weight decay {who}")
+            if ax2 is not None:
+                ax2.plot([r["step"] for r in rows], [r["weight_decay"] for r in rows], style, color="#c84",
+                         label=f"weight decay {who}")
         ax.set_xlabel("step")
         ax.set_ylabel("learning rate")
-        ax2.set_ylabel("weight decay")
         ax.legend(loc="upper right", fontsize=7)
-        ax2.legend(loc="lower left", fontsize=7)
-        ax.set_title("your schedule: applied vs the recipe's intended shape")
+        if ax2 is not None:
+            ax2.set_ylabel("weight decay")
+            ax2.legend(loc="lower left", fontsize=7)
+        ax.set_title("your schedule: applied vs intended")
         fig.tight_layout()
-        figs.append(("Learning rate and weight decay, applied vs intended", fig))
+        figs.append(("Learning rate" + (" and weight decay" if wd else "") + ", applied vs intended", fig))
     ref = report.get("metrics", {}).get("reference_run")
     if ref and ref.get("curve"):
         fig, ax = plt.subplots(figsize=(7, 3))
@@ -264,7 +277,8 @@ def curve_figure(fit: dict, spikes: dict):
     ax.set_xlabel(f"step (log scale; {fit['x_unit']} = step x tokens per step)" if fit["x_unit"] == "tokens" else "step")
     ax.set_ylabel("loss")
     ax.legend(fontsize=7)
-    ax.set_title("loss curve: saturating power-law fit and extrapolation")
+    which = "validation loss" if fit["loss_key"] == "val_loss" else "training loss"
+    ax.set_title(f"{which} (the one fitted): saturating power-law fit and extrapolation")
     fig.tight_layout()
     return fig
 
@@ -278,6 +292,24 @@ def _png(fig, dpi: int = 100) -> bytes:
 
 def _png_b64(fig_or_png) -> str:
     return base64.b64encode(fig_or_png if isinstance(fig_or_png, bytes) else _png(fig_or_png, dpi=90)).decode()
+
+
+def sentences(text: str) -> list[str]:
+    """A verdict's diagnosis as its sentences (split after '.', ':' or ';' then a space and a capital letter, never
+    inside parentheses or quotes), so a page shows it in short lines rather than one block."""
+    out, depth, quote, start = [], 0, False, 0
+    for i, ch in enumerate(text):
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth = max(0, depth - 1)
+        elif ch in "'`" and (i == 0 or not text[i - 1].isalnum()) or ch in "'`" and quote:
+            quote = not quote
+        elif (ch in ".:;" and depth == 0 and not quote and text[i + 1:i + 2] == " " and text[i + 2:i + 3].isupper()):
+            out.append(text[start:i + 1].strip())
+            start = i + 1
+    out.append(text[start:].strip())
+    return [s for s in out if s]
 
 
 def render_html(report: dict, scalars: list[dict], evals: list[dict], pngs: dict | None = None) -> str:
@@ -294,7 +326,8 @@ def render_html(report: dict, scalars: list[dict], evals: list[dict], pngs: dict
                       if k not in NOT_IN_TABLES)
     metrics += "".join(f"<tr><td>sample</td><td>{e(s['generated_text'])}</td></tr>" for s in m.get("samples", []))
     pngs = pngs or {}
-    figs = ([(LOSS_TITLE, pngs.get(LOSS_TITLE) or loss_figure(scalars, evals))] if scalars else []) \
+    figs = ([(LOSS_TITLE, pngs.get(LOSS_TITLE) or loss_figure(scalars, evals))]
+            if scalars or any("val_loss" in r for r in evals) else []) \
         + probe_figures(report, pngs)
     plots = "".join(f"<h3>{e(t)}</h3><img alt='{e(t)}' src='data:image/png;base64,{_png_b64(f)}'>" for t, f in figs)
     steps = "".join(f"<li>{e(s)}</li>" for s in v["next_steps"])
@@ -305,7 +338,7 @@ table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;pad
 .verdict{{border:3px solid {color.get(v['status'], '#000')};padding:0.5em 1em;border-radius:6px}}</style></head>
 <body><h1>bitcheck {e(report['command'])}</h1>
 <div class="verdict"><h2 style="color:{color.get(v['status'], '#000')}">{e(_headline(v))}</h2>
-<p>{e(v['diagnosis'])}</p><ul>{steps}</ul></div>
+{"".join(f"<p>{e(line)}</p>" for line in sentences(v['diagnosis']))}<ul>{steps}</ul></div>
 <h2>Probes</h2><table><tr><th>probe</th><th>status</th><th>value</th><th>message</th><th>hint</th></tr>{rows}</table>
 <h2>Metrics</h2><table>{metrics}</table><h2>Plots</h2>{plots}
 {run_line}</body></html>
@@ -356,7 +389,7 @@ def render_terminal(report: dict, console) -> None:
                 value = dict(list(value.items())[:1])
             pt.add_row(p["name"], f"[{style}]{p['status']}[/]", key_value(value), p.get("message", ""))
         console.print(pt)
-    style = "green" if v["status"] == "PASS" else "red"
+    style = STATUS_STYLE.get(v["status"], "red")
     body = v["diagnosis"] + "\n\nNext steps:\n" + "\n".join(f"  - {s}" for s in v["next_steps"])
     if report.get("run_dir"):
         body += f"\n\nRun directory: {report['run_dir']}"

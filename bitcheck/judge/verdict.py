@@ -10,8 +10,9 @@ Following the seed design's debugging tree, every exit in order (`_tree`):
       per-token reference quantizers is a quantization failure); every other failing probe is listed as
       evidence after the blamed part's, as what may follow from it;
    2. the loss became NaN/Inf during training although the final probes are finite -> BUG, numerics;
-   3. a training log alone (`bitcheck curve`, the CURVE policy): the power-law fit of its loss says
-      still improving (UNDERTRAINED) or flat (MODEL TOO SMALL, with the capacity facts) (`_curve_verdict`);
+   3. a training log alone (`bitcheck curve`, the CURVE policy, `_curve_verdict`): a loss at ln V (BUG), validation
+      turned up (OVERFITTING), or the power-law fit of its loss: still improving (UNDERTRAINED), flat and small for its
+      vocabulary (MODEL TOO SMALL), flat otherwise (CONVERGED, PASS), undecidable (CANNOT TELL, WARN);
    4. an exact generation check FAILs (sampler, KV cache, samples the model itself finds unlikely)
       -> GENERATION BROKEN;
    5. the model's loss on its text is far above ln(vocab) or above its own predictive entropy
@@ -51,6 +52,8 @@ PARTS = {"loading": "checkpoint loading", "numerics": "numerics", "data": "data/
 # a data failure made only of these probes is about the labels, not the tokenizer
 LABEL_PROBES = {"label_offset"}
 BAD = ("FAIL", "ERROR")
+# the part an UNDERTRAINED verdict names: nothing is broken and the model's size is not in question
+LENGTH = "training length"
 # exact checks of the decoding path: their failure is a generation bug whatever the model learned.
 # sample_likelihood compares the samples with what the model itself predicts, so it tells broken
 # decoding from a weak model; repetition and gibberish alone cannot (a half-trained model writes
@@ -130,6 +133,10 @@ class Category(str, Enum):
     UNDERTRAINED = "UNDERTRAINED"
     TOO_SMALL = "MODEL TOO SMALL / TASK TOO HARD"
     OVERFITTING = "OVERFITTING"  # a training log: validation loss rising while the training loss falls
+    # a training log whose loss has flattened with nothing unstable, mis-scheduled or small about the model: the
+    # run is complete as far as a log can tell (a log alone cannot prove the infrastructure healthy)
+    CONVERGED = "CONVERGED"
+    CANNOT_TELL = "CANNOT TELL"  # a training log that lacks what the fit needs to decide (status WARN)
 
 
 @dataclass
@@ -186,9 +193,9 @@ TENSORS = Policy(tensors_only=True, ok_next_steps=(
 
 @dataclass
 class Verdict:
-    status: str  # "PASS" | "FAIL"
+    status: str  # "PASS" | "FAIL" | "WARN" (a log that cannot decide: CANNOT TELL; exit code 0)
     category: Category
-    part: str | None  # the broken part, or "capacity" / "generation"
+    part: str | None  # the broken part, or "capacity" / "training length" / "generation"
     diagnosis: str
     evidence: list[dict]
     next_steps: list[str]
@@ -270,7 +277,7 @@ def _tree(probes: list[dict], ev: Evidence, policy: Policy) -> Verdict:
                        [{"probe": "held_out_curve", "status": "FAIL", "value": ev.steps, "message": "plateau"}],
                        list(TOO_SMALL_NEXT))
     if ev.improving is True:
-        return Verdict("FAIL", Category.UNDERTRAINED, "capacity",
+        return Verdict("FAIL", Category.UNDERTRAINED, LENGTH,
                        f"Probes are healthy and the held-out evaluations were still improving when the "
                        f"{'time budget' if ev.stopped == 'time' else 'step limit'} ran out "
                        f"({ev.steps} steps, {ev.elapsed_s} s).",
@@ -280,7 +287,7 @@ def _tree(probes: list[dict], ev: Evidence, policy: Policy) -> Verdict:
                         "a machine shared with other work trains slower."])
     if ev.text_gap is not None and not ev.text_gap["learned"]:
         gap = ev.text_gap
-        return Verdict("FAIL", Category.UNDERTRAINED, "capacity", (
+        return Verdict("FAIL", Category.UNDERTRAINED, LENGTH, (
             f"Probes are healthy, but the model has not learned the text: loss {gap['text_loss']:.3f} vs "
             f"{gap['unigram_entropy']:.3f} for the best input-independent guess (unigram) and "
             f"{gap['ln_vocab']:.3f} = ln(vocab). Its samples are not evidence of a generation bug."),
@@ -289,7 +296,7 @@ def _tree(probes: list[dict], ev: Evidence, policy: Policy) -> Verdict:
             ["Train longer, or check that this checkpoint is the trained one (not the init).",
              "Check that --text is the model's training distribution and --tokenizer its tokenizer."])
     if ev.improving is None and not ev.curve:  # a checkpoint without its run: no log says how training went
-        return Verdict("FAIL", Category.UNDERTRAINED, "capacity", (
+        return Verdict("FAIL", Category.UNDERTRAINED, LENGTH, (
             f"Probes are healthy but the task is not solved, and there is no training log beside this checkpoint "
             f"(step {ev.steps}): whether its loss was still falling, or had flattened, is not known."),
             [{"probe": "loss_curve", "status": "SKIP", "value": None, "message": "no training log"}],
@@ -300,7 +307,7 @@ def _tree(probes: list[dict], ev: Evidence, policy: Policy) -> Verdict:
     if ev.improving is None and (trend is None or trend > policy.steep_drop):
         falling = ("the run is too short to see a plateau" if trend is None else
                    f"the loss still falls {trend:.0%} per fifth of the run at the end")
-        return Verdict("FAIL", Category.UNDERTRAINED, "capacity",
+        return Verdict("FAIL", Category.UNDERTRAINED, LENGTH,
                        f"Probes are healthy and {falling}: train longer ({ev.steps} steps so far).",
                        [{"probe": "loss_curve", "status": "FAIL", "value": trend, "message": "still falling"}],
                        [f"Continue with --resume {ev.run_dir} --steps N, or give more --minutes."])
@@ -403,7 +410,7 @@ def _weak_samples(probes: list[dict], gen_bad: set[str], ev: Evidence) -> Verdic
     found = _evidence(probes, names=gen_bad)
     why = (f"; sample_likelihood: {likely['message']}" if likely else
            "; nothing checked that the decoder samples what the model predicts (sample_likelihood did not run)")
-    return Verdict("FAIL", Category.UNDERTRAINED, "capacity", (
+    return Verdict("FAIL", Category.UNDERTRAINED, LENGTH, (
         "The samples are poor (" + "; ".join(f"{e['probe']}: {e['message']}" for e in found) + ")" + why
         + ". A correct decoder on a half-trained model writes such text: train longer, or use a larger model."),
         found, ["Train longer and rerun; if the samples stay poor while the loss falls, compare your generate "
@@ -426,8 +433,9 @@ CURVE_NEXT = ("Rule out the infrastructure on a task with a known answer: `bitch
 
 
 def _curve_verdict(probes: list[dict]) -> Verdict:
-    """A training log without an infrastructure failure: still improving (the fit's 2x gain) ->
-    UNDERTRAINED; flat -> MODEL TOO SMALL, with the capacity facts and what a flat curve cannot tell."""
+    """A training log without an infrastructure failure: at the uniform baseline -> BUG; validation turned
+    up -> OVERFITTING; still improving (the fit's 2x gain) -> UNDERTRAINED; flat and small for its vocabulary
+    -> MODEL TOO SMALL; flat otherwise -> CONVERGED (PASS); no fit, or a fall that may be the LR's -> CANNOT TELL."""
     by = {p["name"]: p for p in probes}
     base = by.get("loss_baseline", {})
     if base.get("status") == "FAIL":  # nothing learned: no capacity or length verdict explains that
@@ -453,32 +461,59 @@ def _curve_verdict(probes: list[dict]) -> Verdict:
     if ext.get("status") == "FAIL":
         past = (f" At {per:.0f} tokens per non-embedding parameter the run is past Chinchilla's compute-optimal ~20: "
                 "a larger model would buy as much for the same compute." if per and per >= 20 else "")
-        return Verdict("FAIL", Category.UNDERTRAINED, "capacity", (
+        return Verdict("FAIL", Category.UNDERTRAINED, LENGTH, (
             f"The loss is still falling: {ext['message']} (2x the {fit.get('x_unit', 'tokens')} would buy "
             f"{fit.get('gain_2x', 0):.3f}, {fit.get('gain_2x', 0) / max(fit.get('end_loss', 1), 1e-9):.1%} of the loss)."
             + past + cap_text + also),
             [_row(ext)], ["Train longer: the same schedule stretched to the longer horizon (the prediction assumes "
                           "that shape; continuing at the final LR buys less).", *CURVE_NEXT[:1]])
     if ext.get("status") not in ("PASS", "WARN"):
-        return Verdict("FAIL", Category.TOO_SMALL, "capacity",
-                       f"The loss curve could not be fitted ({ext.get('message', 'no fit')}); nothing says whether "
-                       "more tokens would help." + cap_text + also, [_row(ext)] if ext else [], list(CURVE_NEXT))
+        return Verdict("WARN", Category.CANNOT_TELL, None,
+                       f"The loss curve could not be fitted ({ext.get('message', 'no fit')}): nothing says whether "
+                       "more tokens would help." + cap_text + also, [_row(ext)] if ext else [],
+                       ["Log the loss more often (every 10-100 steps) and rerun.", *CURVE_NEXT])
     small = cap.get("status") in ("WARN", "FAIL")
     if fit.get("lr_known") is False and fit.get("gain_2x_low", 0.0) > IMPROVING.fail:
-        return Verdict("FAIL", Category.TOO_SMALL, "capacity", (
-            f"Cannot tell undertrained from flat: {ext['message']}. The fall may be the LR's decay rather than "
+        return Verdict("WARN", Category.CANNOT_TELL, None, (
+            f"Cannot tell undertrained from converged: {ext['message']}. The fall may be the LR's decay rather than "
             "what more tokens buy, so bitcheck does not say 'train longer' on it." + cap_text + also),
             [_row(ext)], ["Log the learning rate, or give the schedule (--config, or --lr, --warmup, --steps and "
                           "--schedule; --schedule constant if it never decayed), and rerun.", *CURVE_NEXT])
     slow = " (still improving slowly)" if ext["status"] == "WARN" else ""
-    return Verdict("FAIL", Category.TOO_SMALL, "capacity", (
-        f"The loss has flattened{slow}: {ext['message']}: more tokens buy little."
-        + (f" The model is small for its vocabulary: {capacity}." if small else cap_text)
-        + " A flat curve is what a model at its capacity shows, and also what a bug in quantization or the STE "
-          "shows at a worse loss: the curve alone cannot tell them apart." + also),
-        [_row(ext)] + ([_row(cap)] if small else []),
-        (["A smaller vocabulary or a larger model (more non-embedding parameters): ternary layers hold less "
-          "per parameter than float ones."] if small else ["A larger model, or better data."]) + list(CURVE_NEXT))
+    if small:
+        return Verdict("FAIL", Category.TOO_SMALL, "capacity", (
+            f"The loss has flattened{slow}: {ext['message']}: more tokens buy little. The model is small for its "
+            f"vocabulary: {capacity}. A flat curve is what a model at its capacity shows, and also what a bug in "
+            "quantization or the STE shows at a worse loss: the curve alone cannot tell them apart." + also),
+            [_row(ext), _row(cap)],
+            ["A smaller vocabulary or a larger model (more non-embedding parameters): ternary layers hold less "
+             "per parameter than float ones.", *CURVE_NEXT])
+    return _converged(by, ext, "still improving slowly: " if slow else "", capacity, per, warned)
+
+
+# what a healthy log shows, per probe, in a CONVERGED verdict's words
+HEALTHY_LOG = {"loss_spikes": "no loss spike", "grad_norm_log": "no grad-norm jump",
+               "nonfinite_log": "every logged value finite", "logged_schedule": "the LR applied as intended",
+               "overfitting": "no overfitting", "loss_baseline": "well below the uniform baseline ln V"}
+
+
+def _converged(by: dict, ext: dict, slow: str, capacity: str, per: float | None, warned: list[dict]) -> Verdict:
+    """A flat curve with nothing else found: the run is complete, said plainly (PASS), with what the log
+    showed healthy, what it did not check, and that a log alone cannot clear the infrastructure."""
+    seen = [words for name, words in HEALTHY_LOG.items() if by.get(name, {}).get("status") == "PASS"]
+    unchecked = [name for name in HEALTHY_LOG if by.get(name, {}).get("status") == "SKIP"]
+    past = (f" At {per:.0f} tokens per non-embedding parameter it is past Chinchilla's compute-optimal ~20."
+            if per and per >= 20 else "")
+    diagnosis = (f"The run is complete as far as its log shows: the loss has flattened ({slow}{ext['message']}), so "
+                 f"more tokens buy little.{past}"
+                 + (f" The log shows {_join(seen)}." if seen else "")
+                 + (f" Capacity: {capacity}." if capacity else "")
+                 + "".join(f" WARN {p['name']}: {p['message']}." for p in warned)
+                 + (f" Not checked from this log: {', '.join(unchecked)} (see the probes)." if unchecked else "")
+                 + " A log alone cannot prove the infrastructure healthy: a bug in quantization or the STE also "
+                   "flattens, at a worse loss.")
+    return Verdict("PASS", Category.CONVERGED, None, diagnosis, [],
+                   ["For a lower loss: a larger model or more (deduplicated) data, not more steps.", *CURVE_NEXT])
 
 
 def _row(p: dict) -> dict:

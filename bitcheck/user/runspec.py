@@ -252,8 +252,9 @@ def read_spec(log: RunLog, config: str | None = None, checkpoint: str | None = N
         name = str(vals["schedule"]).lower().replace(" ", "_").replace("-", "_")
         spec.schedule = SCHEDULES.get(name, name)
         origin["schedule"] = raw["schedule"][1]
-    if spec.lr and "min_lr" in vals and "final_lr_ratio" not in vals:
-        spec.final_lr_ratio = vals["min_lr"] / spec.lr
+    if spec.lr and "min_lr" in vals and ("final_lr_ratio" not in vals or raw["min_lr"][1].startswith("--")):
+        spec.final_lr_ratio = vals["min_lr"] / spec.lr  # an option beats a config's ratio
+        origin["final_lr_ratio"] = f"{raw['min_lr'][1]} / lr"
     tokens = log.series("tokens")  # what the run counted beats what a config's batch settings imply
     if spec.tokens_per_step is None and len(tokens) >= 2 and tokens[-1][0] > tokens[0][0] and not log.counted:
         spec.tokens_per_step = (tokens[-1][1] - tokens[0][1]) / (tokens[-1][0] - tokens[0][0])
