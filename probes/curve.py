@@ -394,7 +394,7 @@ def logged_schedule(s: Subject):
         return Measurement(message=s.history.intended_missing
                            or "no intended schedule (give --config, or --warmup and --steps)", status=SKIP)
     return compare_schedule(log, want, s.history.warmup_steps or 0, strict=True,
-                            exact=s.history.schedule_name in ("cosine", "linear", "constant"),
+                            exact=s.history.schedule_name in ("cosine", "linear", "constant", "one_cycle"),
                             resolution=(_curve(s) or {}).get("lr_resolution", 0.0))
 
 
@@ -465,32 +465,50 @@ def overfitting(s: Subject):
 # (tests/data/tinystories-1m-run, vocabulary 192) 4.4; a run that never learns, 0.
 BASELINE_GAP = Threshold("baseline_gap_nats", warn=None, fail=0.5, higher_is_worse=False,
                          source="uniform guess ln V: 0; generated curves 4.7-8.5; real 1m run 4.4")
+# With the user's data (`curve --data --tokenizer`, bitcheck/user/baselines.py): the end loss against the held-out
+# loss of a bigram model of that data, what a model that uses only the previous token reaches (an embedding and a
+# head whose BitLinear layers never trained). Measured: see BIGRAM_SOURCE.
+BIGRAM_SOURCE = "measured in docs/CURVE.md (Trivial baselines)"
+BIGRAM_GAP = Threshold("bigram_gap_nats", warn=None, fail=0.1, higher_is_worse=False, source=BIGRAM_SOURCE)
 BASELINE_TAIL = 0.1  # the end loss: the median of the last 10% of the logged values (at least 5)
 
 
 @probe("loss_baseline", branch="capacity", kind="curve",
-       catches="a loss that ends at the uniform baseline ln V: nothing learned, whatever the model's size",
-       fails_when="the end loss is within 0.5 nats of ln(vocab)",
-       measured="generated curves 4.7-8.5 nats below ln V, bitcheck's real 1m run 4.4; a log at ln V: 0")
+       catches="a loss that ends at a trivial baseline: ln V (a uniform guess) or, with --data, the data's bigram "
+               "loss: nothing learned past the previous token, whatever the model's size",
+       fails_when="the end loss is within 0.5 nats of ln(vocab), or not 0.1 nats below the data's held-out bigram loss",
+       measured="generated curves 4.7-8.5 nats below ln V, bitcheck's real 1m run 4.4; a log at ln V: 0; the bigram "
+                "gap: docs/CURVE.md")
 def loss_baseline(s: Subject):
-    """The end of the logged loss against ln(vocab), the loss of a model that learned nothing."""
+    """The end of the logged loss against ln(vocab), the loss of a model that learned nothing, and against the
+    unigram and bigram models of the run's data when given (history.curve["baselines"])."""
     curve = _curve(s) or {}
-    vocab = curve.get("vocab")
-    if not vocab or vocab < 2:
-        return Measurement(message="vocabulary size unknown (give --vocab, a --config with it, or --checkpoint)",
-                           status=SKIP)
+    vocab, base = curve.get("vocab"), curve.get("baselines")
+    if (not vocab or vocab < 2) and not base:
+        return Measurement(message="vocabulary size unknown (give --vocab, a --config with it, or --checkpoint; "
+                                   "or --data with --tokenizer)", status=SKIP)
     key = curve.get("loss_key", "loss")
     values = [r[key] for r in curve.get("rows", []) if isinstance(r.get(key), float) and math.isfinite(r[key])]
     if not values:
         return Measurement(message=f"no finite {key} logged", status=SKIP)
     tail = sorted(values[-max(5, int(len(values) * BASELINE_TAIL)):])
     end = tail[len(tail) // 2]
-    gap = math.log(vocab) - end
-    return Measurement(gap, [BASELINE_GAP],
-                       f"the loss ends at {end:.3f}, {gap:.2f} nats below ln V = {math.log(vocab):.3f} (a uniform guess)",
-                       "Nothing was learned: no model size explains a loss at the uniform baseline. Check the "
+    value, checks, parts, details = {}, [], [], {"end_loss": end}
+    if vocab and vocab >= 2:
+        value["baseline_gap_nats"] = math.log(vocab) - end
+        checks.append(BASELINE_GAP)
+        parts.append(f"{value['baseline_gap_nats']:.2f} nats below ln V = {math.log(vocab):.3f} (a uniform guess)")
+        details["ln_vocab"] = math.log(vocab)
+    if base:
+        value["bigram_gap_nats"] = base["bigram"] - end
+        checks.append(BIGRAM_GAP)
+        parts.append(f"{value['bigram_gap_nats']:.2f} below the bigram model of {base['source']} ({base['bigram']:.3f}; "
+                     f"unigram {base['unigram']:.3f}, held out over {base['held_out']:,} tokens)")
+        details["baselines"] = base
+    return Measurement(next(iter(value.values())), checks, f"the loss ends at {end:.3f}, " + "; ".join(parts),
+                       "Nothing was learned past a trivial predictor: no model size explains that. Check the "
                        "pipeline on a task with a known answer: `bitcheck quick-arith --model your_adapter`.",
-                       details={"end_loss": end, "ln_vocab": math.log(vocab)})
+                       details=details, values=value)
 
 
 @probe("model_capacity", branch="capacity", kind="curve",

@@ -306,3 +306,81 @@ def test_html_verdict_in_short_lines_and_only_what_was_logged(tmp_path):
     titles = [t for t, _ in probe_figures(report)]
     assert "Learning rate, applied vs intended" in titles  # main.log logs no weight decay: no line for it
     assert sentences("A (b. C) d. E f: G h.") == ["A (b. C) d.", "E f:", "G h."]
+
+
+def test_one_cycle_lr_as_torch_steps_it(tmp_path):
+    """torch's OneCycleLR (stepped by torch itself, the LR of each update logged) named by a config's scheduler
+    section is compared exactly: PASS; the same log judged against a cosine is not the intended schedule."""
+    import torch
+    spec = spec_for("saturated", seed=0)
+    rows = generate(spec)
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1e-3)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-3, total_steps=spec.steps, pct_start=0.25)
+    lrs = []
+    for _ in range(spec.steps):
+        lrs.append(sched.get_last_lr()[0])  # the LR of this update
+        opt.step()
+        sched.step()
+    log = tmp_path / "log.jsonl"
+    log.write_text("".join(json.dumps({"step": r["step"], "loss": r["loss"], "lr": lrs[r["step"] - 1]}) + "\n"
+                           for r in rows))
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(f"scheduler:\n  name: OneCycleLR\n  max_lr: 1.0e-3\n  total_steps: {spec.steps}\n  pct_start: 0.25\n")
+    report, probes = _judge(tmp_path, log, config=str(cfg))
+    assert report["metrics"]["spec"]["schedule"] == "one_cycle" and report["metrics"]["spec"]["warmup"] == spec.steps // 4
+    assert probes["logged_schedule"]["status"] == "PASS", probes["logged_schedule"]["message"]
+    assert report["verdict"]["category"] != "INFRASTRUCTURE BUG"
+    report, probes = _judge(tmp_path, log, config=str(cfg), schedule="cosine", warmup=spec.steps // 4)
+    assert probes["logged_schedule"]["status"] in ("WARN", "FAIL")
+
+
+LLMC_SCRIPT = """#!/bin/bash
+# a GPT-2 (124M) run in llm.c's style
+make train_gpt2cu USE_CUDNN=1
+out_dir="log124M"
+LR=0.0006
+while true; do
+    mpirun -np 8 ./train_gpt2cu \\
+        -i "data/train_*.bin" -j "data/val_*.bin" -o $out_dir -v 250 -s 20000 -g 144 -h 1 \\
+        -b 64 -t 1024 -d 524288 -r 0 -z 1 -c 0.1 -l $LR -q 0.0 -u 700 -n 5000 -y 1 -x 20000 -e "d12"
+    sleep 1
+done
+"""
+
+
+def test_llmc_flags_from_its_script_or_the_logged_command(tmp_path):
+    """llm.c's settings live in its launch script's flags: given as --config, or printed at the top of a saved stdout
+    (`set -x`), they give the schedule (cosine to -q 0.0 of -l after -u), the tokens per step (-d) and the model (-e
+    d12: GPT-2 124M), so the logged schedule is compared and the capacity judged without any other option."""
+    from bitcheck.user.cmdline import command_settings
+    settings = command_settings(LLMC_SCRIPT)
+    assert settings["learning_rate"] == 6e-4 and settings["final_lr_ratio"] == 0.0 and settings["warmup_steps"] == 700
+    assert settings["total_batch_size"] == 524288 and (settings["n_layer"], settings["n_embd"]) == (12, 768)
+    assert command_settings("we trained with lr 3e-4 for 5000 steps\n") == {}  # prose is no command
+    assert command_settings("python train.py config/x.py --max_iters=5000 --lr_decay_iters 4000 --compile")[
+        "lr_decay_iters"] == 4000
+    spec = spec_for("saturated", seed=0, schedule="cosine", steps=20_000, warmup=700, lr=6e-4)
+    rows = generate(spec)
+
+    def lr(s):  # llm.c's cosine: to final fraction 0.0 of the peak
+        if s <= 700:
+            return 6e-4 * s / 700
+        return 6e-4 * 0.5 * (1 + math.cos(math.pi * min((s - 1 - 700) / (20_000 - 700), 1.0)))
+    rows = [dict(r, lr=lr(r["step"])) for r in rows]
+    (tmp_path / "run124M.sh").write_text(LLMC_SCRIPT)
+    (tmp_path / "main.log").write_text(_llmc(rows))
+    report, probes = _judge(tmp_path, tmp_path / "main.log", config=str(tmp_path / "run124M.sh"))
+    spec_out = report["metrics"]["spec"]
+    assert (spec_out["lr"], spec_out["warmup"], spec_out["steps"], spec_out["tokens_per_step"]) == (6e-4, 700, 20_000, 524288)
+    assert 120e6 < spec_out["params"] < 130e6 and spec_out["vocab"] == 50257
+    assert probes["logged_schedule"]["status"] == "PASS", probes["logged_schedule"]["message"]
+    assert probes["model_capacity"]["status"] != "SKIP"
+    stdout = tmp_path / "stdout.txt"  # the same command printed at the top of the saved output
+    stdout.write_text("+ mpirun -np 8 ./train_gpt2cu -b 64 -t 1024 -d 524288 -c 0.1 -l 0.0006 -q 0.0 -u 700 -x 20000 "
+                      "-e d12\n" + _llmc(rows))
+    report, probes = _judge(tmp_path, stdout)
+    assert report["metrics"]["spec"]["origin"]["lr"].startswith("stdout.txt")
+    assert probes["logged_schedule"]["status"] == "PASS", probes["logged_schedule"]["message"]
+    (tmp_path / "empty.sh").write_text("echo hello\n")
+    result = runner.invoke(app, ["curve", str(stdout), "--config", str(tmp_path / "empty.sh")])
+    assert result.exit_code == 2 and "launches no training command" in result.output

@@ -401,8 +401,8 @@ def curve(
     lr: Annotated[Optional[float], typer.Option(help="Intended peak LR (default: the config's).")] = None,
     warmup: Annotated[Optional[int], typer.Option(help="Intended warmup steps (default: the config's).")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Intended schedule horizon in steps (default: the config's).")] = None,
-    schedule: Annotated[Optional[str], typer.Option(help="Intended schedule: two_stage (BitNet b1.58), cosine, linear "
-                                                    "or constant. Default: the config's, else the closest to the "
+    schedule: Annotated[Optional[str], typer.Option(help="Intended schedule: two_stage (BitNet b1.58), cosine, linear, "
+                                                    "constant or one_cycle (torch's OneCycleLR). Default: the config's, else the closest to the "
                                                     "logged LR.")] = None,
     min_lr: Annotated[Optional[float], typer.Option("--min-lr", "--final-lr", help="The LR the decay ends at (0 for "
                                                     "Hugging Face's cosine). Default: the config's min_lr or "
@@ -410,6 +410,11 @@ def curve(
                                                     "logged LR of 0 and a tenth of the peak.")] = None,
     upto: Annotated[Optional[int], typer.Option(help="Judge the run as it was at this step.")] = None,
     loss: Annotated[str, typer.Option(help="auto (validation loss when logged often enough), train or val.")] = "auto",
+    data: Annotated[Optional[str], typer.Option(help="The run's data, to hold the loss against its unigram and bigram "
+                                                "models: token files (llm.c or nanoGPT .bin, .npy) or text (.txt, "
+                                                ".jsonl, .parquet) with --tokenizer. The first 5M tokens are read.")] = None,
+    tokenizer: Annotated[Optional[str], typer.Option(help="The run's tokenizer (a tokenizers JSON file or a folder "
+                                                     "holding tokenizer.json), for text --data.")] = None,
     out: OutOpt = "runs",
     json_out: JsonOpt = False,
 ) -> None:
@@ -429,7 +434,7 @@ def curve(
     _show(check_curve(CurveOptions(
         run=run, config=config, checkpoint=checkpoint, params=params, vocab=vocab, hidden=hidden, tied=tied,
         tokens_per_step=tokens_per_step, lr=lr, warmup=warmup, steps=steps, schedule=schedule, min_lr=min_lr, upto=upto,
-        loss=loss, out=out)), json_out)
+        loss=loss, data=data, tokenizer=tokenizer, out=out)), json_out)
 
 
 # ---- reports and the self-test -------------------------------------------------------------------------

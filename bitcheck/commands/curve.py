@@ -25,6 +25,7 @@ from bitcheck.judge.assess import Report, assess
 from bitcheck.judge.facts import RunFacts
 from bitcheck.judge.report import write_report
 from bitcheck.judge.verdict import CURVE
+from bitcheck.user.baselines import data_baselines
 from bitcheck.user.runlog import LogError, RunLog, read_log
 from bitcheck.user.runspec import RunSpec, read_spec
 from probes import History, Subject
@@ -47,20 +48,41 @@ class CurveOptions:
     warmup: int | None = None
     steps: int | None = None  # the schedule's intended horizon
     min_lr: float | None = None  # the LR the decay ends at (None: the config's, else inferred for a cosine)
-    schedule: str | None = None  # two_stage | cosine | constant | linear (None: the config's, else inferred)
+    schedule: str | None = None  # two_stage | cosine | constant | linear | one_cycle (None: the config's, else inferred)
     upto: int | None = None  # judge the log only up to this step (what the run looked like then)
     loss: str = "auto"  # auto (validation when logged), train, val
+    data: str | None = None  # the run's data (token .bin/.npy, or text with `tokenizer`): its trivial baselines
+    tokenizer: str | None = None
     out: str = "runs"
 
 
-# the schedules bitcheck computes: its own (bitcheck/bitnet/train.py), constant, and linear decay to 0 (Hugging Face's default)
-SHAPES = ("two_stage", "cosine", "constant", "linear")
+# the schedules bitcheck computes: its own (bitcheck/bitnet/train.py), constant, linear decay to 0 (Hugging Face's
+# default) and torch's OneCycleLR; the first four are the candidates for a schedule the config does not name
+SHAPES = ("two_stage", "cosine", "constant", "linear", "one_cycle")
+INFERRED = SHAPES[:4]
+
+
+def _cos(start: float, end: float, pct: float) -> float:
+    """torch's OneCycleLR cosine annealing from `start` to `end` over pct in [0, 1]."""
+    return end + (start - end) / 2 * (math.cos(math.pi * min(max(pct, 0.0), 1.0)) + 1)
+
+
+def one_cycle_lr(spec: RunSpec, index: int) -> float:
+    """OneCycleLR's LR (torch.optim.lr_scheduler, anneal_strategy='cos', two phases) after `index` steps: from
+    lr / div_factor up to lr over the warmup (pct_start x steps), then down to lr / div_factor / final_div_factor."""
+    initial = spec.lr / spec.div_factor
+    end1, end2 = float(spec.warmup) - 1, float(spec.steps) - 1
+    if index <= end1:
+        return _cos(initial, spec.lr, index / max(end1, 1e-9))
+    return _cos(spec.lr, initial / spec.final_div_factor, (index - end1) / max(end2 - end1, 1e-9))
 
 
 def shape_rows(spec: RunSpec, kind: str, steps: list[int]) -> list[dict]:
     """Rows {step, lr, weight_decay} of schedule `kind` with the spec's peak, warmup and horizon. A logged
     step s reports the update with 0-based index s - 1 (as bitcheck logs)."""
     wd = spec.weight_decay if spec.weight_decay is not None else 0.1
+    if kind == "one_cycle":
+        return [{"step": s, "lr": one_cycle_lr(spec, s - 1), "weight_decay": wd} for s in steps]
     if kind in ("constant", "linear"):
         def lr(s: int) -> float:
             if s <= spec.warmup:
@@ -100,13 +122,13 @@ def intended_schedule(spec: RunSpec, applied: list[dict]) -> tuple[list[dict], s
         kind, end = candidate
         want = shape_rows(dataclasses.replace(spec, final_lr_ratio=end), kind, steps)
         return sum(abs(a["lr"] - w["lr"]) / max(w["lr"], 1e-12) for a, w in zip(applied, want)) / len(want)
-    kinds = [spec.schedule] if spec.schedule is not None else list(SHAPES)
+    kinds = [spec.schedule] if spec.schedule is not None else list(INFERRED)
     candidates = [(k, e) for k in kinds for e in
                   (COSINE_ENDS if k == "cosine" and not end_known and applied else (spec.final_lr_ratio,))]
     kind, end = min(candidates, key=error) if len(candidates) > 1 else candidates[0]
     if spec.schedule is None:
         spec.schedule = kind
-        spec.origin["schedule"] = f"not named: inferred from the logged LR (closest of {', '.join(SHAPES)})"
+        spec.origin["schedule"] = f"not named: inferred from the logged LR (closest of {', '.join(INFERRED)})"
     if kind == "cosine" and not end_known and applied:
         spec.final_lr_ratio = end
         spec.origin["final_lr_ratio"] = (f"not given: the closer to the logged LR of {' and '.join(map(str, COSINE_ENDS))} "
@@ -208,6 +230,10 @@ def check_curve(opts: CurveOptions) -> Report:
                        f"{FIT_START:.0%} of the run and twice the warmup) to fit a curve (needs {MIN_FIT_POINTS}): "
                        "log the loss more often")
     subject, facts = curve_subject(log, spec, key)
+    if opts.data:  # the data's unigram and bigram losses, for loss_baseline (bitcheck/user/baselines.py)
+        subject.history.curve["baselines"] = data_baselines(opts.data, opts.tokenizer, spec.vocab)
+    elif opts.tokenizer:
+        raise ConfigError("--tokenizer needs --data (the text it tokenizes)")
     run = RunDir.create(opts.out, f"curve-{run_name(opts.run)}")
     for r in log.rows:  # the log as read, in bitcheck's layout: `bitcheck report` and the loss plot read it
         if "loss" in r:  # training loss only: validation goes to evals (the report's plot tells them apart)

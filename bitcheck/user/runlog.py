@@ -31,7 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bitcheck.errors import UserError
+from bitcheck.user.cmdline import command_settings
 from bitcheck.user.textlog import read_text_log
+
+COMMAND_LINES = 200  # a text log's launch command, when it printed one, is among its first lines
 
 
 class LogError(UserError):
@@ -344,6 +347,8 @@ def read_log(path: str) -> RunLog:
     if records:
         log = _merge(records, str(p))
         log.read_as, log.resolution = summary, resolution
+        with open(p, encoding="utf-8", errors="replace") as f:  # a command line the log printed: its flags
+            log.settings = command_settings("".join(line for _, line in zip(range(COMMAND_LINES), f)))
         return log
     raise LogError(f"{path}: unknown log format ({summary}); give a .jsonl, a .csv, TensorBoard "
                    "events.out.tfevents* or a text log with lines like `step 100 | loss 3.21 | lr 6e-4`")

@@ -6,7 +6,8 @@ what `bitcheck curve` needs beside the log (bitcheck/user/runlog.py) to fit capa
 
 Config: JSON, YAML or TOML, nested or flat; settings found by their usual names (CONFIG_KEYS) at any
 depth (a bitcheck config.json, a Hugging Face config.json, a Lightning hparams.yaml, a DeepSpeed config's
-scheduler.params). Errors: LogError (one line, exit 2) for a config that cannot be read.
+scheduler.params); or the shell script that launched the run (its llm.c or --name=value flags:
+bitcheck/user/cmdline.py), as is a command line a text log printed. Errors: LogError (one line, exit 2) for a config that cannot be read.
 """
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bitcheck.user.cmdline import command_settings
 from bitcheck.user.runlog import LogError, RunLog
+
+SCRIPTS = (".sh", ".bash", ".zsh", ".slurm", ".sbatch", ".cmd")  # --config given as the launch script
 
 CONFIG_KEYS = {
     "params": ("n_params", "num_params", "params", "num_parameters", "model_params", "parameters"),
@@ -37,6 +41,9 @@ CONFIG_KEYS = {
     "weight_decay": ("weight_decay", "wd"),
     "second_peak_ratio": ("second_peak_ratio",),
     "final_lr_ratio": ("final_lr_ratio", "min_lr_ratio"),
+    "pct_start": ("pct_start",),  # torch's OneCycleLR
+    "div_factor": ("div_factor",),
+    "final_div_factor": ("final_div_factor",),
     "min_lr": ("min_lr", "final_lr", "lr_min", "end_lr"),
     "tokens_per_step": ("tokens_per_step", "total_batch_size", "batch_size_tokens", "global_batch_tokens"),
     "batch_size": ("global_batch_size", "batch_size", "train_batch_size", "per_device_train_batch_size"),
@@ -48,7 +55,9 @@ SCHEDULES = {"two_stage": "two_stage", "twostage": "two_stage", "bitnet": "two_s
              "cosine": "cosine", "cosine_with_min_lr": "cosine", "cos": "cosine", "constant": "constant",
              # DeepSpeed's scheduler types
              "warmupdecaylr": "linear", "warmuplr": "constant", "warmupcosinelr": "cosine",
-             "constant_with_warmup": "constant", "linear": "linear", "linear_decay": "linear"}
+             "constant_with_warmup": "constant", "linear": "linear", "linear_decay": "linear",
+             # torch's OneCycleLR (and DeepSpeed's OneCycle, whose cycle is the same rise and fall)
+             "onecyclelr": "one_cycle", "onecycle": "one_cycle", "one_cycle": "one_cycle", "1cycle": "one_cycle"}
 
 
 def _walk(obj, prefix=""):
@@ -65,7 +74,13 @@ def read_config(path: str) -> dict:
     p = Path(path)
     if not p.is_file():
         raise LogError(f"config {path} does not exist")
-    text = p.read_text(encoding="utf-8")
+    text = p.read_text(encoding="utf-8", errors="replace")
+    if p.suffix in SCRIPTS:  # the command that launched the run: its flags are the settings
+        settings = command_settings(text)
+        if not settings:
+            raise LogError(f"config {path} launches no training command bitcheck reads (llm.c's train_gpt2cu flags, "
+                           "or --name=value flags of python, torchrun, accelerate, deepspeed ...)")
+        return settings
     try:
         if p.suffix in (".yaml", ".yml"):
             import yaml  # PyYAML: installed with datasets
@@ -185,6 +200,8 @@ class RunSpec:
     weight_decay: float | None = None
     second_peak_ratio: float = 0.5  # BitNet b1.58's two-stage defaults (bitcheck/bitnet/config.py)
     final_lr_ratio: float = 0.1
+    div_factor: float = 25.0  # OneCycleLR: starts at lr / div_factor, ends at that / final_div_factor (torch defaults)
+    final_div_factor: float = 1e4
     origin: dict[str, str] = field(default_factory=dict)  # field -> "--params", "config train.lr", ...
 
     def to_dict(self) -> dict:
@@ -230,7 +247,7 @@ def read_spec(log: RunLog, config: str | None = None, checkpoint: str | None = N
             if k in vals:
                 vals[k] = int(parse_count(vals[k]))
         for k in ("params", "tokens_per_step", "lr", "weight_decay", "min_lr", "second_peak_ratio",
-                  "final_lr_ratio", "embedding_params"):
+                  "final_lr_ratio", "embedding_params", "pct_start", "div_factor", "final_div_factor"):
             if k in vals:
                 vals[k] = parse_count(vals[k]) if k in ("params", "tokens_per_step") else float(vals[k])
     except (TypeError, ValueError) as e:
@@ -244,7 +261,7 @@ def read_spec(log: RunLog, config: str | None = None, checkpoint: str | None = N
     if "tied" in vals:
         vals["tied"] = vals["tied"] if isinstance(vals["tied"], bool) else str(vals["tied"]).lower() in ("1", "true", "yes")
     for k in ("params", "vocab", "hidden", "tied", "tokens_per_step", "lr", "warmup", "steps", "weight_decay",
-              "second_peak_ratio", "final_lr_ratio", "embedding_params"):
+              "second_peak_ratio", "final_lr_ratio", "embedding_params", "div_factor", "final_div_factor"):
         if k in vals:
             setattr(spec, k, vals[k])
             origin[k] = raw[k][1]
@@ -252,6 +269,9 @@ def read_spec(log: RunLog, config: str | None = None, checkpoint: str | None = N
         name = str(vals["schedule"]).lower().replace(" ", "_").replace("-", "_")
         spec.schedule = SCHEDULES.get(name, name)
         origin["schedule"] = raw["schedule"][1]
+    if spec.schedule == "one_cycle" and spec.warmup is None and spec.steps:  # its rise is pct_start of the steps
+        spec.warmup = round(vals.get("pct_start", 0.3) * spec.steps)
+        origin["warmup"] = f"OneCycleLR's pct_start {vals.get('pct_start', 0.3):g} x steps"
     if spec.lr and "min_lr" in vals and ("final_lr_ratio" not in vals or raw["min_lr"][1].startswith("--")):
         spec.final_lr_ratio = vals["min_lr"] / spec.lr  # an option beats a config's ratio
         origin["final_lr_ratio"] = f"{raw['min_lr'][1]} / lr"
