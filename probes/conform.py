@@ -518,13 +518,18 @@ def _describe(w, x, seed) -> dict:
     return d
 
 
-def check_property(name: str, check: Callable, strategy: Callable, hint: str, h: Harness, max_examples: int
-                   ) -> PropertyResult:
+def check_property(name: str, check: Callable, strategy: Callable, hint: str, h: Harness, max_examples: int | None,
+                   profile: bool = False) -> PropertyResult:
+    """One property over hypothesis' examples. By default derandomized and without a database, so the same layer
+    gives the same report every time (`bitcheck conform`); `profile`: the settings of hypothesis' loaded profile
+    (a user's test suite: their max_examples, database, derandomize, CI profile), `max_examples` only where given."""
     last: dict = {}
+    fixed = dict(deadline=None, suppress_health_check=list(HealthCheck), print_blob=False, report_multiple_bugs=False)
+    chosen = (settings(settings.default, **fixed, **({"max_examples": max_examples} if max_examples else {}))
+              if profile else settings(max_examples=max_examples or 100, database=None, derandomize=True, **fixed))
+    examples = chosen.max_examples
 
-    # derandomized and without a database: the same layer gives the same report every time
-    @settings(max_examples=max_examples, deadline=None, database=None, derandomize=True,
-              suppress_health_check=list(HealthCheck), print_blob=False, report_multiple_bugs=False)
+    @chosen
     @given(strategy(min_in=h.facts.get("min_in", 1)))
     def run(case):
         w, x, seed = case
@@ -546,7 +551,7 @@ def check_property(name: str, check: Callable, strategy: Callable, hint: str, h:
         return PropertyResult(name, "FAIL", str(e).splitlines()[0], hint, dict(last))
     except Exception as e:  # noqa: BLE001 - the layer itself raised on a valid input
         return PropertyResult(name, "FAIL", f"layer raised {type(e).__name__}: {str(e)[:200]}", hint, dict(last))
-    return PropertyResult(name, "PASS", f"held on {max_examples} examples")
+    return PropertyResult(name, "PASS", f"held on {examples} examples")
 
 
 NORM_TOL = 1e-3  # relative; eps placement (1e-5 vs 1e-6, inside or outside the root) moves it ~1e-6
@@ -590,13 +595,15 @@ def check_norm(h: Harness) -> PropertyResult | None:
                           {"input": _values(x[:1]), "output": _values(y[:1])})
 
 
-def check_layer(h: Harness | Callable[[int, int], torch.nn.Module], max_examples: int = 100,
-                names: list[str] | None = None) -> list[PropertyResult]:
+def check_layer(h: Harness | Callable[[int, int], torch.nn.Module], max_examples: int | None = 100,
+                names: list[str] | None = None, profile: bool = False) -> list[PropertyResult]:
     """Inspect the layer (raises Untestable), then run each property. `h` is a Harness or a bare
-    make(in_features, out_features) run on the CPU with 2-D inputs."""
+    make(in_features, out_features) run on the CPU with 2-D inputs. `profile`: hypothesis' loaded profile
+    decides the examples (check_property)."""
     h = h if isinstance(h, Harness) else Harness(h)
     inspect_layer(h)
-    results = [check_property(n, c, s, t, h, max_examples) for n, c, s, t in PROPERTIES if not names or n in names]
+    results = [check_property(n, c, s, t, h, max_examples, profile) for n, c, s, t in PROPERTIES
+               if not names or n in names]
     norm = check_norm(h) if not names or "input_norm" in names else None
     if norm is not None:
         results.insert(0, norm)

@@ -28,6 +28,8 @@ app = typer.Typer(
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 JsonOpt = Annotated[bool, typer.Option("--json", metavar="", help="Print machine-readable JSON on stdout.")]
+JunitOpt = Annotated[Optional[str], typer.Option("--junit", metavar="FILE", help="Also write the result as JUnit XML "
+                                                 "(one test case per probe or property, the verdict as one more) for CI.")]
 PresetOpt = Annotated[Optional[str], typer.Option(help="Model preset (see `bitcheck presets`). "
                                                    "Default: tiny on CPU, 5m on CUDA.")]
 MinutesOpt = Annotated[Optional[float], typer.Option(help="Wall-clock budget in minutes (default 15).")]
@@ -104,9 +106,17 @@ def _interrupt_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def _show(report, json_out: bool) -> None:
-    """The judge's Report on stdout (JSON with --json, the summary on stderr then), and its exit code."""
+def _junit(path: str | None, data: dict) -> None:
+    if path:
+        from bitcheck.judge.junit import write_junit
+        write_junit(path, render.clean(data))
+
+
+def _show(report, json_out: bool, junit: str | None = None) -> None:
+    """The judge's Report on stdout (JSON with --json, the summary on stderr then), --junit's file, and its exit
+    code."""
     data = report.to_dict()
+    _junit(junit, data)
     if json_out:
         _echo(json.dumps(render.clean(data), indent=2))
         render.render_terminal(data, Console(stderr=True))
@@ -123,8 +133,10 @@ def _print(result, json_out: bool, renderer) -> None:
         renderer(result, Console(file=_out()))
 
 
-def _finish(outcome, json_out: bool, renderer) -> None:
-    """A command's Outcome (bitcheck/judge/assess.py decides its exit code), rendered, and that exit code."""
+def _finish(outcome, json_out: bool, renderer, junit: str | None = None) -> None:
+    """A command's Outcome (bitcheck/judge/assess.py decides its exit code), rendered, --junit's file, and that
+    exit code."""
+    _junit(junit, outcome.to_dict())
     _print(outcome.to_dict(), json_out, renderer)
     raise typer.Exit(outcome.exit_code)
 
@@ -148,7 +160,7 @@ QUICK_OPTIONS = {"preset": (PresetOpt, None), "minutes": (MinutesOpt, None), "st
                  "compile": (CompileOpt, None), "out": (OutOpt, "runs"), "resume": (ResumeOpt, None),
                  "model": (ModelOpt, None), "layers": (LayersOpt, None), "bisect": (BisectOpt, True),
                  "reference": (ReferenceOpt, False),
-                 "json_out": (JsonOpt, False)}
+                 "json_out": (JsonOpt, False), "junit": (JunitOpt, None)}
 
 
 def _quick_command(name: str) -> None:
@@ -159,10 +171,10 @@ def _quick_command(name: str) -> None:
     def command(**kw) -> None:
         from bitcheck.commands.quick import QuickOptions, run_quick
         options = {k: kw.pop(k) for k in cls.cli_options}
-        resume, json_out = kw.pop("resume"), kw.pop("json_out")
+        resume, json_out, junit = kw.pop("resume"), kw.pop("json_out"), kw.pop("junit")
         _interrupt_on_sigterm()
         opts = QuickOptions(task=name, options=options, progress=sys.stderr.isatty(), **kw)
-        _show(run_quick(opts, resume=resume, command=f"quick-{name}"), json_out)
+        _show(run_quick(opts, resume=resume, command=f"quick-{name}"), json_out, junit)
 
     def param(key, annotation, default):
         return inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
@@ -227,7 +239,7 @@ def tinystories(
     minutes: MinutesOpt = None, seed: SeedOpt = 0, device: DeviceOpt = "auto", precision: PrecisionOpt = None,
     compile: Annotated[bool, typer.Option(metavar="", help="torch.compile the model.")] = False,
     out: OutOpt = "runs", resume: ResumeOpt = None, json_out: JsonOpt = False,
-    model: ModelOpt = None, layers: LayersOpt = None,
+    model: ModelOpt = None, layers: LayersOpt = None, junit: JunitOpt = None,
 ) -> None:
     """Train a BitNet on TinyStories (or your stories) and judge its validation curve and samples.
 
@@ -250,7 +262,7 @@ def tinystories(
     report = run_stories(opts, resume=resume)
     if report is None:  # a torchrun rank other than 0: rank 0 reports
         raise typer.Exit(0)
-    _show(report, json_out)
+    _show(report, json_out, junit)
 
 
 # ---- saved models and layers ----------------------------------------------------------------------------
@@ -277,6 +289,7 @@ def diagnose(
         help="Regex over module names for your quantized layers, when their class name lacks 'BitLinear'.")] = None,
     device: DeviceOpt = "auto",
     json_out: JsonOpt = False,
+    junit: JunitOpt = None,
 ) -> None:
     """Probe a saved BitNet and give a verdict, without training.
 
@@ -292,7 +305,7 @@ def diagnose(
 
     factory = import_object(model, "--model") if model else None
     _show(run_diagnose(checkpoint, device=device, factory=factory, tokenizer=tokenizer, text=text, layers=layers,
-                       out=out), json_out)
+                       out=out), json_out, junit)
 
 
 @app.command()
@@ -301,6 +314,7 @@ def export(
     checkpoint: Annotated[str, typer.Argument(help="A checkpoint written by bitcheck (checkpoint.pt).")],
     out: Annotated[str, typer.Option(help="New folder for model.safetensors and manifest.json.")],
     json_out: JsonOpt = False,
+    junit: JunitOpt = None,
 ) -> None:
     """Pack the ternary weights 2 bits each (HF BitNet layout) and check the packed inference path.
 
@@ -310,7 +324,7 @@ def export(
     """
     from bitcheck.commands.export import export_checked
     from bitcheck.judge.assess import export_outcome
-    _finish(export_outcome(out, export_checked(checkpoint, out)), json_out, render.render_export)
+    _finish(export_outcome(out, export_checked(checkpoint, out)), json_out, render.render_export, junit)
 
 
 @app.command()
@@ -328,6 +342,7 @@ def conform(
     out: Annotated[Optional[str], typer.Option(help="Also write report.json and report.md to a new folder "
                                                "conform-<time> under this one.")] = None,
     json_out: JsonOpt = False,
+    junit: JunitOpt = None,
 ) -> None:
     """Run the BitNet b1.58 property tests against YOUR BitLinear (hypothesis, shrunk counterexamples).
 
@@ -368,7 +383,7 @@ def conform(
         folder.report_json.write_text(json.dumps(render.clean(outcome.to_dict()), indent=2))
         folder.report_md.write_text(render.conform_markdown(outcome.to_dict()))
         print(f"report: {folder.path}", file=sys.stderr)
-    _finish(outcome, json_out, render.render_conform)
+    _finish(outcome, json_out, render.render_conform, junit)
 
 
 def torch_cuda_available() -> bool:
@@ -417,6 +432,7 @@ def curve(
                                                      "holding tokenizer.json), for text --data.")] = None,
     out: OutOpt = "runs",
     json_out: JsonOpt = False,
+    junit: JunitOpt = None,
 ) -> None:
     """Judge YOUR large run from its own log: undertrained, too small, or unstable?
 
@@ -434,7 +450,7 @@ def curve(
     _show(check_curve(CurveOptions(
         run=run, config=config, checkpoint=checkpoint, params=params, vocab=vocab, hidden=hidden, tied=tied,
         tokens_per_step=tokens_per_step, lr=lr, warmup=warmup, steps=steps, schedule=schedule, min_lr=min_lr, upto=upto,
-        loss=loss, data=data, tokenizer=tokenizer, out=out)), json_out)
+        loss=loss, data=data, tokenizer=tokenizer, out=out)), json_out, junit)
 
 
 # ---- reports and the self-test -------------------------------------------------------------------------
@@ -443,7 +459,7 @@ def curve(
 @_cli
 def report(
     run_dir: Annotated[str, typer.Argument(help="A run directory (holds report.json).")],
-    format: Annotated[Optional[str], typer.Option("--format", help="md, html or json on stdout; "
+    format: Annotated[Optional[str], typer.Option("--format", help="md, html, json or junit (JUnit XML) on stdout; "
                                                   "default: the terminal summary.")] = None,
 ) -> None:
     """Re-render the report of any run: terminal summary, Markdown, HTML or JSON on stdout.
@@ -453,8 +469,8 @@ def report(
     from bitcheck.bitnet.rundir import RunDir
     from bitcheck.judge.assess import saved_exit_code
 
-    if format not in (None, "md", "html", "json"):
-        raise UserError(f"unknown format {format!r}; choose md, html or json")
+    if format not in (None, "md", "html", "json", "junit"):
+        raise UserError(f"unknown format {format!r}; choose md, html, json or junit")
     run = RunDir(run_dir)
     data = render.read_report(run)
     if format == "json":
@@ -463,6 +479,9 @@ def report(
         _echo(render.render_markdown(data))
     elif format == "html":
         _echo(render.render_html(data, run.read_jsonl(run.metrics), run.read_jsonl(run.evals)))
+    elif format == "junit":
+        from bitcheck.judge.junit import junit_xml
+        _echo(junit_xml(render.clean(data)).rstrip("\n"))
     else:
         render.render_terminal(data, Console(file=_out()))
     raise typer.Exit(saved_exit_code(data))
@@ -475,6 +494,7 @@ def selftest(
     bugs: Annotated[Optional[str], typer.Option(help="Comma-separated bugs to plant (default: all).")] = None,
     fast: Annotated[bool, typer.Option("--fast", metavar="", help="One seed and the quick subset of bugs.")] = False,
     json_out: JsonOpt = False,
+    junit: JunitOpt = None,
 ) -> None:
     """Prove the probes: plant each known bug and check the part the verdict names.
 
@@ -491,7 +511,7 @@ def selftest(
     err = Console(stderr=True)
     result = run_selftest(seeds=tuple(range(1 if fast else seeds)), bugs=names,
                           progress=lambda msg: err.print(f"[dim]selftest: {msg}[/]"))
-    _finish(selftest_outcome(result), json_out, render.render_selftest)
+    _finish(selftest_outcome(result), json_out, render.render_selftest, junit)
 
 
 def _reflow(doc: str | None) -> str | None:
