@@ -467,18 +467,26 @@ BASELINE_GAP = Threshold("baseline_gap_nats", warn=None, fail=0.5, higher_is_wor
                          source="uniform guess ln V: 0; generated curves 4.7-8.5; real 1m run 4.4")
 # With the user's data (`curve --data --tokenizer`, bitcheck/user/baselines.py): the end loss against the held-out
 # loss of a bigram model of that data, what a model that uses only the previous token reaches (an embedding and a
-# head whose BitLinear layers never trained). Measured: see BIGRAM_SOURCE.
-BIGRAM_SOURCE = "measured in docs/CURVE.md (Trivial baselines)"
-BIGRAM_GAP = Threshold("bigram_gap_nats", warn=None, fail=0.1, higher_is_worse=False, source=BIGRAM_SOURCE)
+# head whose BitLinear layers never trained). A healthy run passes through that level early, so the probe only
+# WARNs; the tree calls it a bug when the curve has also flattened there (verdict.py, _curve_verdict). Measured on
+# the real 2 MiB TinyStories sample, BPE 2048 (bigram 3.821, unigram 5.977 held out), the tests' user model, tiny
+# preset, `tinystories --seq 128 --batch 16`, training loss over the last 10% of the log: healthy, 1000 steps,
+# 0.14 below the bigram loss (validation still falling 0.035 per 100 steps); the same codebase with its STE removed,
+# 905 steps (the time budget), 0.03 above it. A small sample's bigram loss is above the true one (unseen pairs),
+# which only moves the bar away from healthy runs; the bar is "not below it at all".
+BIGRAM_GAP = Threshold("bigram_gap_nats", warn=0.0, fail=None, higher_is_worse=False,
+                       source="real TinyStories sample, BPE 2048: healthy 1000-step run +0.14 (still falling); "
+                              "STE removed -0.03")
 BASELINE_TAIL = 0.1  # the end loss: the median of the last 10% of the logged values (at least 5)
 
 
 @probe("loss_baseline", branch="capacity", kind="curve",
        catches="a loss that ends at a trivial baseline: ln V (a uniform guess) or, with --data, the data's bigram "
                "loss: nothing learned past the previous token, whatever the model's size",
-       fails_when="the end loss is within 0.5 nats of ln(vocab), or not 0.1 nats below the data's held-out bigram loss",
-       measured="generated curves 4.7-8.5 nats below ln V, bitcheck's real 1m run 4.4; a log at ln V: 0; the bigram "
-                "gap: docs/CURVE.md")
+       fails_when="the end loss is within 0.5 nats of ln(vocab); WARN: not below the data's held-out bigram loss (a "
+                  "bug once the curve is flat there)",
+       measured="generated curves 4.7-8.5 nats below ln V, bitcheck's real 1m run 4.4; a log at ln V: 0; real "
+                "TinyStories, BPE 2048: healthy +0.14 below the bigram loss, STE removed -0.03")
 def loss_baseline(s: Subject):
     """The end of the logged loss against ln(vocab), the loss of a model that learned nothing, and against the
     unigram and bigram models of the run's data when given (history.curve["baselines"])."""

@@ -96,11 +96,12 @@ def test_the_checkers_find_cycles_and_crossings():
 def test_folders_are_the_layers():
     """Every bitcheck module lives in a layer's folder, except the shared errors, the package's entry
     (`python -m bitcheck`), the docs generator, `bitcheck.session` (where users import Session from) and
-    `bitcheck.testing` (where their test suites import check_bitlinear from; it imports only probes)."""
+    `bitcheck.testing` (where their test suites import check_bitlinear from; it imports only probes) and
+    `bitcheck.watch` (what their training loops import; an entry point like the CLI)."""
     top = {name for name in modules() if name.startswith("bitcheck") and layer_of(name) is None
            and name not in {f"bitcheck.{layer}" for layer in LAYERS}}
     assert top == {"bitcheck", "bitcheck.__main__", "bitcheck.errors", "bitcheck.docs", "bitcheck.session",
-                   "bitcheck.testing"}, top
+                   "bitcheck.testing", "bitcheck.watch"}, top
     assert graph()["bitcheck.testing"] <= {"probes", "probes.conform"}, graph()["bitcheck.testing"]
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from bitcheck.bitnet.train import schedule
 from bitcheck.judge.assess import Report, assess
 from bitcheck.judge.facts import RunFacts
 from bitcheck.judge.report import write_report
+from bitcheck.judge.subjects import probe_results
 from bitcheck.judge.verdict import CURVE
 from bitcheck.user.baselines import data_baselines
 from bitcheck.user.runlog import LogError, RunLog, read_log
@@ -247,4 +249,23 @@ def check_curve(opts: CurveOptions) -> Report:
     for empty in (run.checkpoints, run.samples.parent):  # a log has no checkpoints or samples of its own
         if empty.is_dir() and not any(empty.iterdir()):
             empty.rmdir()
+    return report
+
+
+def judge_watched(run_dir: str, findings: list[dict]) -> Report | None:
+    """The verdict on a run bitcheck.watch logged: the curve probes on its metrics/scalars.jsonl and config.json
+    (the intended schedule) with the watcher's live findings (`findings`, probe results) among them, the report
+    written into that run folder. None, with one stderr line, when the run logged no loss."""
+    try:
+        log = read_log(run_dir)
+    except LogError as e:
+        print(f"bitcheck watch: no verdict: {e}", file=sys.stderr)
+        return None
+    spec = read_spec(log)
+    key, which = loss_key(log, "auto")
+    subject, facts = curve_subject(log, spec, key)
+    facts = facts.with_(loss_used=which)
+    probes = probe_results(subject, kinds=CURVE.kinds) + list(findings)
+    report = assess("watch", subject, facts.evidence(run_dir=run_dir), facts, CURVE, run_dir=run_dir, probes=probes)
+    write_report(RunDir(run_dir), report.to_dict())
     return report

@@ -443,6 +443,18 @@ def _curve_verdict(probes: list[dict]) -> Verdict:
             f"The loss sits at the uniform baseline: {base['message']}. A model of any size learns more than "
             "this from its data, so the run is not too small or too short: its pipeline is broken (data, labels, "
             "the STE, the optimizer, the loss)."), [_row(base)], list(CURVE_NEXT[:1]))
+    ext = by.get("loss_extrapolation", {})
+    gap = ((base.get("details") or {}).get("baselines") or {}).get("bigram")
+    if base.get("status") == "WARN" and gap is not None and ext.get("status") in ("PASS", "WARN"):
+        # flat at the level of a model that sees only the previous token: the layers between embedding and head
+        # add nothing (a ternary model whose BitLinear layers never trained); no size or length explains it
+        return Verdict("FAIL", Category.BUG, "infrastructure (a log cannot say which part)", (
+            f"The loss has flattened at its data's bigram level: {base['message']}. Everything between the "
+            "embedding and the head adds nothing, which a model of any size does not do when its pipeline works "
+            "(a ternary model whose BitLinear layers never train ends here: a dead STE, an optimizer that skips "
+            "them, a quantizer that blocks the gradient)."), [_row(base), _row(ext)],
+            ["Run `bitcheck conform your.module:BitLinear` and check that the optimizer holds the BitLinear weights.",
+             *CURVE_NEXT[:1]])
     over = by.get("overfitting", {})
     if over.get("status") == "FAIL":  # what more tokens of the same data would buy is moot once it memorises
         return Verdict("FAIL", Category.OVERFITTING, "data", (
@@ -451,7 +463,7 @@ def _curve_verdict(probes: list[dict]) -> Verdict:
             ["Keep the checkpoint of the step where validation loss was lowest.",
              "More (deduplicated) data, fewer epochs over it, or a smaller model; check that the validation "
              "split shares no documents with training.", *CURVE_NEXT[:1]])
-    ext, cap = by.get("loss_extrapolation", {}), by.get("model_capacity", {})
+    cap = by.get("model_capacity", {})
     fit = (ext.get("details") or {}).get("fit") or {}
     capacity = cap.get("message", "") if cap.get("status") in ("PASS", "WARN", "FAIL") else ""
     per = (cap.get("details") or {}).get("tokens_per_non_embedding_param")
