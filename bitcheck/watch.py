@@ -131,6 +131,7 @@ class Watcher:
         self._looks: list[dict] = []
         self._hooks = []
         self._last_input: tuple | None = None
+        self._closed, self._final = False, None
         if self.active:
             # a reference to the batch of the latest forward (no copy): run again to find a NaN's first module
             self._hooks.append(self.model.register_forward_pre_hook(self._keep_input, with_kwargs=True))
@@ -216,6 +217,16 @@ class Watcher:
             self._grads, self._aligned = {}, {}
         if len(self._rows) >= self.every:
             self._flush()
+
+    def record(self, step: int, **metrics) -> None:
+        """Scalars logged for `step` apart from step() (a trainer's averaged loss at its logging steps): written
+        beside the step's row (readers merge rows of one step); a non-finite loss is checked as in step()."""
+        if not self.active:
+            return
+        row = {"step": int(step), **{k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}}
+        self._rows.append(row)
+        if "loss" in row:
+            self._guard("nonfinite", self._nonfinite, step, row["loss"])
 
     def _guard(self, probe: str, fn, *args) -> None:
         if probe in self._disabled:
@@ -337,12 +348,16 @@ class Watcher:
         findings among its probes, written into the run folder (None on ranks other than 0)."""
         if not self.active:
             return None
+        if self._closed:
+            return self._final
+        self._closed = True
         self._flush()
         for h in self._hooks + self._fwd_hooks:
             h.remove()
         self._hooks, self._fwd_hooks = [], []
         from bitcheck.commands.curve import judge_watched
-        return judge_watched(str(self.run.path), self.results())
+        self._final = judge_watched(str(self.run.path), self.results())
+        return self._final
 
 
 def watch(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None, out: str = "runs", every: int = 100,
@@ -352,3 +367,46 @@ def watch(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None
     or `intended` key. `layers`: regex over module names for quantized layers whose class is not named BitLinear."""
     return Watcher(model, optimizer, out, every, intended, layers, on_nonfinite, name)
 
+
+def trainer_callback(**watch_kwargs):
+    """A transformers.TrainerCallback around a Watcher (needs `pip install bitcheck[hf]`): built at on_train_begin
+    on the Trainer's model and optimizer (rank 0 only; `out` defaults to the Trainer's output_dir), stepped at
+    on_pre_optimizer_step (after backward, before the update), fed the logged loss and grad norm at on_log, closed
+    at on_train_end (its Report in `.report`). A NaN with on_nonfinite="stop" sets the Trainer's should_save and
+    should_training_stop, so the Trainer saves its own checkpoint and stops.
+
+        trainer = Trainer(..., callbacks=[trainer_callback(every=100, intended={...})])"""
+    from transformers import TrainerCallback
+
+    class BitcheckCallback(TrainerCallback):
+        def __init__(self):
+            self.watcher: Watcher | None = None
+            self.report = None
+
+        def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
+            if state.is_world_process_zero and model is not None:
+                kw = dict(watch_kwargs)
+                kw.setdefault("out", args.output_dir)
+                self.watcher = watch(model, optimizer, **kw)
+
+        def _stop(self, control, call) -> None:
+            try:
+                call()
+            except NonFiniteStop as e:
+                print(str(e), file=sys.stderr)
+                control.should_save = control.should_training_stop = True
+
+        def on_pre_optimizer_step(self, args, state, control, **kwargs):
+            if self.watcher is not None:
+                self._stop(control, lambda: self.watcher.step(state.global_step + 1))
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if self.watcher is not None and logs and "loss" in logs:
+                extra = {k: logs[k] for k in ("grad_norm",) if isinstance(logs.get(k), (int, float))}
+                self._stop(control, lambda: self.watcher.record(state.global_step, loss=logs["loss"], **extra))
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if self.watcher is not None and self.report is None:
+                self.report = self.watcher.close()
+
+    return BitcheckCallback()

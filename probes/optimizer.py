@@ -117,7 +117,13 @@ def compare_schedule(log: list[dict], want: list[dict], warmup: int, strict: boo
     off = [(r, w) for r, w in rows if w["weight_decay"] == 0]
     wd_on = sum(r["weight_decay"] > 1e-3 for r, _ in off) / len(off) if off else 0.0
     half = resolution / 2  # a logged LR is known to within half its printed step: 0.000000 near 0 is 0
-    devs = [(max(0.0, abs(r["lr"] - w["lr"]) - half) / max(w["lr"], 1e-12), r, w) for r, w in rows]
+
+    def off(r: dict, w: dict) -> float:
+        # a schedule one update behind the intended one is a convention, not a bug: torch's LambdaLR warmups
+        # (Hugging Face's) give update 0 the LR 0, bitcheck's gives it peak / warmup
+        prev = intended.get(r["step"] - 1) or ({"lr": 0.0} if r["step"] == 1 and warmup > 0 else None)
+        return min(abs(r["lr"] - w["lr"]), abs(r["lr"] - prev["lr"]) if prev else math.inf)
+    devs = [(max(0.0, off(r, w) - half) / max(w["lr"], 1e-12), r, w) for r, w in rows]
     deviation, worst_r, worst_w = max(devs, key=lambda d: d[0], default=(0.0, None, None))
     after_devs = sorted(d for d, r, w in devs if r["step"] > warmup) or [0.0]
     median_dev = after_devs[len(after_devs) // 2]

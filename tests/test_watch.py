@@ -106,3 +106,47 @@ def test_a_crashing_probe_is_disabled_not_raised(tmp_path, capsys):
     assert "look" in w._disabled and capsys.readouterr().err.count("ZeroDivisionError") == 1
     with pytest.raises(ValueError, match="on_nonfinite"):
         watch(model, None, out=str(tmp_path), on_nonfinite="explode")
+
+
+class _HFStyle(torch.nn.Module):
+    """bitcheck's tiny BitNet as a Trainer calls a model: input_ids and labels in, {"loss": ...} out."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.net = model
+
+    def forward(self, input_ids, labels):
+        _, loss = self.net(input_ids[:, :-1], labels[:, 1:])
+        return {"loss": loss}
+
+
+@pytest.mark.training
+@pytest.mark.parametrize("planted", [None, "no_ste"])
+def test_a_real_transformers_trainer(tmp_path, planted):
+    """transformers.Trainer with the callback: healthy, no finding and a report the folder holds; the STE removed,
+    found at the first look and named in the verdict."""
+    transformers = pytest.importorskip("transformers", reason="pip install bitcheck[hf]")
+    from bitcheck.watch import trainer_callback
+    torch.manual_seed(0)
+    net = BitNet(preset_config("tiny", vocab_size=32))
+    if planted == "no_ste":
+        net = patch_bitlinear(net, no_ste)
+    g = torch.Generator().manual_seed(0)
+    base = torch.randint(0, 32, (40,), generator=g)
+    rows = [{"input_ids": (base[:33] + int(k)) % 32, "labels": (base[:33] + int(k)) % 32}
+            for k in torch.randint(0, 32, (480,), generator=g)]
+    args = transformers.TrainingArguments(output_dir=str(tmp_path / "hf"), max_steps=60, per_device_train_batch_size=8,
+                                          learning_rate=3e-3, warmup_steps=5, lr_scheduler_type="cosine",
+                                          logging_steps=5, report_to=[], save_strategy="no", use_cpu=True,
+                                          dataloader_num_workers=0, disable_tqdm=True)
+    callback = trainer_callback(every=20, out=str(tmp_path / "runs"),
+                                intended={"lr": 3e-3, "warmup": 5, "steps": 60, "schedule": "cosine", "min_lr": 0.0})
+    transformers.Trainer(model=_HFStyle(net), args=args, train_dataset=rows, callbacks=[callback]).train()
+    report = callback.report
+    assert report is not None and (Path(report.run_dir) / "report.json").is_file()
+    st = _status(report)
+    if planted is None:
+        assert not callback.watcher.findings and st["ste_live"] == "PASS" and st["logged_schedule"] == "PASS", st
+    else:
+        assert [f.step for f in callback.watcher.findings if f.probe == "ste_live"] == [1]
+        assert (report.verdict.category.value, report.verdict.part) == ("INFRASTRUCTURE BUG", "gradients/STE")
