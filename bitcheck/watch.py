@@ -36,9 +36,9 @@ import re
 import sys
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
+from bitcheck.bitnet.model import pack_codes, ternary, unpack_codes
 from bitcheck.bitnet.rundir import RunDir, append_jsonl, atomic_write_text
 
 # The codes' flip rate between looks is recorded (metrics/watch.jsonl), not judged: bitcheck's tiny BitNet in a
@@ -83,21 +83,6 @@ def _quantized(model: torch.nn.Module, layers: str | None) -> dict[str, torch.nn
     return out
 
 
-def _packed_codes(w: torch.Tensor) -> np.ndarray:
-    """round(W / mean|W|) clamped to {-1, 0, 1} (b1.58, eps 1e-5), 2 bits per code, 4 codes per byte."""
-    with torch.no_grad():
-        q = (w.detach().float() / w.detach().float().abs().mean().clamp(min=1e-5)).round().clamp(-1, 1)
-        codes = (q.flatten() + 1).to(torch.uint8).cpu().numpy()
-    pad = (-len(codes)) % 4
-    codes = np.concatenate([codes, np.ones(pad, dtype=np.uint8)]) if pad else codes
-    c = codes.reshape(-1, 4)
-    return (c[:, 0] | (c[:, 1] << 2) | (c[:, 2] << 4) | (c[:, 3] << 6)).astype(np.uint8)
-
-
-def _unpack(packed: np.ndarray, n: int) -> np.ndarray:
-    return np.stack([(packed >> s) & 3 for s in (0, 2, 4, 6)], axis=1).reshape(-1)[:n].astype(np.int8) - 1
-
-
 @dataclass
 class Watcher:
     model: torch.nn.Module
@@ -118,7 +103,7 @@ class Watcher:
         self.active = int(os.environ.get("RANK", "0")) == 0
         self.quantized = _quantized(self.model, self.layers)
         self.run = RunDir.create(self.out, self.name) if self.active else None
-        self._codes: dict[str, np.ndarray] = {}
+        self._codes: dict[str, torch.Tensor] = {}  # packed 2 bits a code (bitnet.model.pack_codes)
         self._grads: dict[str, float] = {}
         self._aligned: dict[str, float] = {}  # |cos(grad, sign W)| per layer at the last look
         self._armed = True  # the first backward is looked at: a dead STE path shows at step 1
@@ -272,14 +257,13 @@ class Watcher:
         look = {"step": step, "layers": {}}
         for name, m in self.quantized.items():
             w = m.weight
-            packed = _packed_codes(w)
-            codes = _unpack(packed, w.numel())
-            zeros = float((codes == 0).mean())
+            codes = ternary(w.float())[0].cpu()  # BitLinear's own rounding, int8 (out, in)
+            zeros = float((codes == 0).float().mean())
             entry = {"zero_share": zeros, "grad_norm": self._grads.get(name), "grad_sign_cos": self._aligned.get(name)}
             if name in self._codes:
-                before = _unpack(self._codes[name], w.numel())
-                entry["flip_rate"] = float((before != codes).mean())
-            self._codes[name] = packed
+                before = unpack_codes(self._codes[name], codes.shape[0])
+                entry["flip_rate"] = float((before != codes).float().mean())
+            self._codes[name] = pack_codes(codes)
             look["layers"][name] = entry
             g = self._grads.get(name)
             if w.requires_grad and (g is None or g == 0.0 or self._aligned.get(name, 0.0) > SCALE_ONLY_COS):
