@@ -81,9 +81,9 @@ def main() -> None:
             peaks.append(peak)
             statuses = {r["name"]: r["status"] for r in report.get("probes", [])}
             ran = sum(s != "SKIP" for s in statuses.values())
-            print(f"run {i + 1}: {wall:6.1f} s, peak RSS {peak / 1e9:.2f} GB ({peak / size:.1f}x the file); "
+            print(f"run {i + 1}: {wall:6.1f} s, peak RSS {peak / 1e9:.2f} GB ({peak / size:.2f}x the file); "
                   f"{ran} probes ran, verdict {report['verdict']['status']}")
-        print(f"median {statistics.median(walls):.1f} s (target <= 60), peak RSS {statistics.median(peaks) / size:.1f}x "
+        print(f"median {statistics.median(walls):.1f} s (target <= 60), peak RSS {statistics.median(peaks) / size:.2f}x "
               f"the file (target <= 3x)")
 
 

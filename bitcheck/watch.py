@@ -50,6 +50,11 @@ DEAD_LOOKS = 1  # looks in a row with no, a zero or a scale-only weight gradient
 # Without the STE it is 1 by construction (d mean|W| / dW = sign(W) / N); measured on bitcheck's tiny BitNet in a
 # plain loop (tests/test_watch.py): healthy layers at most ~0.1.
 SCALE_ONLY_COS = 0.9
+# The update/weight ratio ||W_after - W_before|| / ||W_before|| per param group is estimated on a strided sample of
+# each parameter (at most this many elements, fp32): a few KiB a tensor instead of a copy of the model. Recorded
+# (metrics/scalars.jsonl, `update_ratio/<group>`), not judged: no bar has been measured on ternary training yet
+# (Karpathy's rule of thumb for float nets is ~1e-3).
+UPDATE_SAMPLE = 4096
 
 
 class NonFiniteStop(RuntimeError):
@@ -116,10 +121,17 @@ class Watcher:
         self._looks: list[dict] = []
         self._hooks = []
         self._last_input: tuple | None = None
+        self._before: list[list[tuple[torch.Tensor, torch.Tensor]]] | None = None  # per group: (param, sample)
+        self._bad_loss: torch.Tensor | None = None  # a non-finite micro-batch loss seen since the last step()
+        self.values: dict[str, float] = {}  # the latest look's scalars, for a trainer's own logger
+        self.save = None  # callable(path) saving the trainer's checkpoint on a stop; None: model + optimizer
         self._closed, self._final = False, None
         if self.active:
             # a reference to the batch of the latest forward (no copy): run again to find a NaN's first module
             self._hooks.append(self.model.register_forward_pre_hook(self._keep_input, with_kwargs=True))
+            # a loss the model returns itself (Hugging Face outputs): seen before backward, so a trainer that hands
+            # step() no loss still has a NaN found before the update it would poison
+            self._hooks.append(self.model.register_forward_hook(self._output_loss))
             for name, m in self.quantized.items():
                 if m.weight.requires_grad:
                     self._hooks.append(m.weight.register_post_accumulate_grad_hook(self._grad_hook(name)))
@@ -139,6 +151,18 @@ class Watcher:
                 self._grads[name] = norm
                 self._aligned[name] = cos
         return hook
+
+    def observe(self, loss: torch.Tensor) -> None:
+        """A micro-batch's loss before its backward (a trainer's hook): a non-finite one is the next step()'s
+        finding even when step() is given no loss. No device sync here: one at step()."""
+        if isinstance(loss, torch.Tensor) and loss.numel() == 1 and not self._fwd_hooks:
+            bad = ~torch.isfinite(loss.detach().float().reshape(()))
+            self._bad_loss = bad if self._bad_loss is None else self._bad_loss | bad
+
+    def _output_loss(self, _module, _args, out) -> None:
+        loss = out.get("loss") if isinstance(out, dict) else getattr(out, "loss", None)
+        if isinstance(loss, torch.Tensor):
+            self.observe(loss)
 
     def _keep_input(self, _module, args, kwargs):
         if not self._fwd_hooks:
@@ -193,7 +217,12 @@ class Watcher:
             row["lr"] = float(g[0]["lr"])
             row["weight_decay"] = float(max(x.get("weight_decay", 0.0) for x in g))
         self._rows.append(row)
+        if loss is None and self._bad_loss is not None and bool(self._bad_loss):
+            loss = float("nan")  # a micro-batch's loss, seen by observe()
+        self._bad_loss = None
         self._guard("nonfinite", self._nonfinite, step, loss)
+        if self._before is not None:  # the look's step has been applied since: its update/weight ratio
+            self._guard("update_ratio", self._update_ratio, row)
         if self._armed:  # the backward before this call was the look's
             self._guard("look", self._look, step)
             self._armed = False
@@ -224,6 +253,25 @@ class Watcher:
             self._disabled.add(probe)
             print(f"bitcheck watch: the {probe} probe raised {type(e).__name__}: {e}; disabled", file=sys.stderr)
 
+    @staticmethod
+    def _sample(p: torch.Tensor) -> torch.Tensor:
+        flat = p.detach().reshape(-1)
+        return flat[:: max(1, flat.numel() // UPDATE_SAMPLE)][:UPDATE_SAMPLE].float().clone()
+
+    def _snapshot(self) -> None:
+        if self.optimizer is not None and "update_ratio" not in self._disabled:
+            self._before = [[(p, self._sample(p)) for p in g["params"] if p.requires_grad]
+                            for g in self.optimizer.param_groups]
+
+    def _update_ratio(self, row: dict) -> None:
+        """sqrt(sum ||dW||^2 / sum ||W||^2) over each group's sampled elements, for the update of the look's step."""
+        before, self._before = self._before, None
+        for i, pairs in enumerate(before):
+            num = sum(float(torch.linalg.vector_norm(self._sample(p) - b)) ** 2 for p, b in pairs)
+            den = sum(float(torch.linalg.vector_norm(b)) ** 2 for _, b in pairs)
+            if den > 0:
+                row[f"update_ratio/{i}"] = self.values[f"update_ratio/{i}"] = math.sqrt(num / den)
+
     def _report(self, f: Finding) -> None:
         self.findings.append(f)
         print(f"bitcheck watch: step {f.step}: {f.status} {f.probe}: {f.message}" + (f" ({f.where})" if f.where else ""),
@@ -247,8 +295,11 @@ class Watcher:
             return
         path = self.run.checkpoints / f"step_{step}" / "checkpoint.pt"
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"model": self.model.state_dict(), "step": step,
-                    "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None}, path)
+        if self.save is not None:  # the trainer's own checkpoint (Lightning's save_checkpoint)
+            self.save(path)
+        else:
+            torch.save({"model": self.model.state_dict(), "step": step,
+                        "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None}, path)
         self.close()
         raise NonFiniteStop(f"bitcheck watch: non-finite at step {step}, first in {module}; checkpoint {path}",
                             str(path), module)
@@ -286,10 +337,18 @@ class Watcher:
                                  f"{bad[0]}", bad[0].rsplit(".", 1)[0]))
         append_jsonl(self._looks_file, look)
         self._looks.append(look)
+        layers = look["layers"].values()
+        self.values.update({"zero_share": sum(v["zero_share"] for v in layers) / max(1, len(layers)),
+                            "dead_layers": float(len(dead)), "findings": float(len(self.findings))})
+        flips = [v["flip_rate"] for v in layers if "flip_rate" in v]
+        if flips:
+            self.values["flip_rate"] = sum(flips) / len(flips)
+        self._snapshot()
 
     def _flush(self) -> None:
-        for row in self._rows:
-            append_jsonl(self.run.metrics, row)
+        if self._rows:  # one open for the rows since the last flush, not one per row
+            with open(self.run.metrics, "a") as f:
+                f.write("".join(json.dumps(r) + "\n" for r in self._rows))
         self._rows = []
 
     def _write_config(self) -> None:
@@ -352,20 +411,33 @@ def watch(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None
     return Watcher(model, optimizer, out, every, intended, layers, on_nonfinite, name)
 
 
+def _fresh_values(w: Watcher | None, sent: dict) -> dict:
+    """The watcher's look scalars not yet handed to a trainer's logger, keyed `bitcheck/<name>`."""
+    if w is None:
+        return {}
+    out = {f"bitcheck/{k}": v for k, v in w.values.items() if sent.get(k) != v}
+    sent.update(w.values)
+    return out
+
+
 def trainer_callback(**watch_kwargs):
     """A transformers.TrainerCallback around a Watcher (needs `pip install bitcheck[hf]`): built at on_train_begin
     on the Trainer's model and optimizer (rank 0 only; `out` defaults to the Trainer's output_dir), stepped at
     on_pre_optimizer_step (after backward, before the update), fed the logged loss and grad norm at on_log, closed
-    at on_train_end (its Report in `.report`). A NaN with on_nonfinite="stop" sets the Trainer's should_save and
-    should_training_stop, so the Trainer saves its own checkpoint and stops.
+    at on_train_end (its Report in `.report`). At on_log it adds the latest look's scalars (`bitcheck/zero_share`,
+    `bitcheck/flip_rate`, `bitcheck/update_ratio/<group>`, ...) to the Trainer's logs, so they reach its loggers
+    (TensorBoard, ...) when the callback runs before them: use `attach(trainer, ...)`, which puts it first. A NaN
+    with on_nonfinite="stop" sets the Trainer's should_save and should_training_stop, so the Trainer saves its own
+    checkpoint and stops.
 
-        trainer = Trainer(..., callbacks=[trainer_callback(every=100, intended={...})])"""
+        trainer = Trainer(...); attach(trainer, every=100, intended={...}); trainer.train()"""
     from transformers import TrainerCallback
 
     class BitcheckCallback(TrainerCallback):
         def __init__(self):
             self.watcher: Watcher | None = None
             self.report = None
+            self._sent: dict = {}
 
         def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):
             if state.is_world_process_zero and model is not None:
@@ -388,9 +460,86 @@ def trainer_callback(**watch_kwargs):
             if self.watcher is not None and logs and "loss" in logs:
                 extra = {k: logs[k] for k in ("grad_norm",) if isinstance(logs.get(k), (int, float))}
                 self._stop(control, lambda: self.watcher.record(state.global_step, loss=logs["loss"], **extra))
+            if logs is not None:
+                logs.update(_fresh_values(self.watcher, self._sent))
 
         def on_train_end(self, args, state, control, **kwargs):
             if self.watcher is not None and self.report is None:
                 self.report = self.watcher.close()
 
     return BitcheckCallback()
+
+
+def attach(trainer, **watch_kwargs):
+    """trainer_callback(**watch_kwargs) put first among a transformers.Trainer's callbacks (so its scalars are in
+    the logs its reporting callbacks write); returns the callback (`.watcher`, `.report`)."""
+    cb = trainer_callback(**watch_kwargs)
+    trainer.callback_handler.callbacks.insert(0, cb)
+    return cb
+
+
+def lightning_callback(**watch_kwargs):
+    """A lightning.pytorch.Callback around a Watcher (needs `pip install bitcheck[lightning]`): built at
+    on_train_start on the LightningModule and its first optimizer (global rank 0 only; `out` defaults to the
+    Trainer's default_root_dir), stepped at on_before_optimizer_step (after backward and accumulation, before the
+    update), fed the mean loss of the step's micro-batches (training_step's returned loss) and closed at
+    on_train_end (its Report in `.report`). The latest look's scalars go through the LightningModule's own
+    `log_dict` (`bitcheck/zero_share`, ...), so the Trainer's logger records them. A NaN with on_nonfinite="stop":
+    the Trainer saves its own checkpoint (trainer.save_checkpoint) and stops (should_stop).
+
+        trainer = lightning.Trainer(..., callbacks=[lightning_callback(every=100, intended={...})])"""
+    from lightning.pytorch import Callback
+
+    class BitcheckLightningCallback(Callback):
+        def __init__(self):
+            self.watcher: Watcher | None = None
+            self.report = None
+            self._sent: dict = {}
+            self._losses: list[float] = []
+            self._done = 0  # the optimizer steps already recorded
+
+        def on_train_start(self, trainer, pl_module):
+            if trainer.global_rank == 0:
+                kw = dict(watch_kwargs)
+                kw.setdefault("out", trainer.default_root_dir)
+                opt = trainer.optimizers[0] if trainer.optimizers else None
+                self.watcher = watch(pl_module, opt, **kw)
+                self.watcher.save = lambda path: trainer.save_checkpoint(str(path))
+                self._done = trainer.global_step
+
+        def on_before_backward(self, trainer, pl_module, loss):
+            if self.watcher is not None:
+                self.watcher.observe(loss)  # a NaN is found at the step, before the update it would poison
+
+        def _stop(self, trainer, call) -> None:
+            try:
+                call()
+            except NonFiniteStop as e:
+                print(str(e), file=sys.stderr)
+                trainer.should_stop = True
+
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+            if self.watcher is not None:
+                self._stop(trainer, lambda: self.watcher.step(trainer.global_step + 1))
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if self.watcher is None:
+                return
+            loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+            if isinstance(loss, torch.Tensor):
+                self._losses.append(float(loss.detach()))
+            if trainer.global_step > self._done:  # this batch ended an optimizer step
+                self._done = trainer.global_step
+                if self._losses:
+                    mean = sum(self._losses) / len(self._losses)
+                    self._stop(trainer, lambda: self.watcher.record(self._done, loss=mean))
+                self._losses = []
+                fresh = _fresh_values(self.watcher, self._sent)
+                if fresh:
+                    pl_module.log_dict(fresh, on_step=True, on_epoch=False)
+
+        def on_train_end(self, trainer, pl_module):
+            if self.watcher is not None and self.report is None:
+                self.report = self.watcher.close()
+
+    return BitcheckLightningCallback()

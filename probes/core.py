@@ -27,9 +27,12 @@ one list) and its test. Modelled on deepchecks' check -> condition -> result spl
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import functools
 import math
 import re
+import sys
 import traceback
 from collections.abc import Sequence
 from contextvars import ContextVar
@@ -401,9 +404,41 @@ def run_probes(subject: Subject, names: list[str] | None = None, kinds: tuple[st
         specs = [s for s in specs if s.kind in kinds]
     token = _RUN_CACHE.set({})
     try:
-        return [run_probe(s, subject) for s in specs]
+        results = []
+        for spec in specs:
+            results.append(run_probe(spec, subject))
+            release_freed_memory()
+        return results
     finally:
         _RUN_CACHE.reset(token)
+
+
+def _glibc(name: str):
+    """glibc's function `name` (malloc_trim), or None off Linux or on another C library (musl)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
+    except (OSError, AttributeError):
+        return None
+
+
+_TRIM = _glibc("malloc_trim")
+
+def release_freed_memory() -> None:
+    """Give the memory freed since the last call back to the system (glibc's malloc_trim; a no-op elsewhere).
+    glibc keeps freed weight-sized blocks (below its mmap threshold, which grows to 32 MiB) in its heap, so each
+    probe's temporaries would otherwise stack on the last one's in the peak resident memory: a 95M checkpoint's
+    diagnosis peaked at 4.0x the file without it (benchmarks/diagnose_95m.py, docs/COMMANDS.md). A few ms."""
+    if _TRIM is not None:
+        _TRIM(0)
+
+
+def layer_release(s: Subject) -> Callable[[], None]:
+    """release_freed_memory for a probe to call after each layer on a large model on a CPU (large_on_cpu), where
+    the layers' freed temporaries would otherwise stack in its peak; a no-op otherwise (re-touching returned pages
+    costs time, up to 2x on the 95M design's gradient pass)."""
+    return release_freed_memory if large_on_cpu(s) else (lambda: None)
 
 
 # Above this many parameters on a CPU, probes that train or back-propagate do less (overfit_batch SKIPs,

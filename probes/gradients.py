@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from contextlib import nullcontext
 
 import torch
 
@@ -22,6 +23,7 @@ from probes.core import (
     first_batch,
     large_on_cpu,
     latent_weight,
+    layer_release,
     lm_loss,
     probe,
     quant_layers,
@@ -71,6 +73,11 @@ def ste_gradient_flow(s: Subject):
     weights = {name: latent_weight(m) for name, m in layers}
     inputs, gouts, table, errors, dead, handles = {}, {}, {}, {}, set(), []
 
+    # On a large model on a CPU, the memory each layer's forward and check free goes back to the system at once:
+    # glibc otherwise keeps the weight-sized temporaries in its heap between the saved tensors, and the 95M
+    # design's pass peaked at +0.8 GB over the model instead of +0.5 (benchmarks/diagnose_95m.py, docs/COMMANDS.md)
+    large = large_on_cpu(s)  # the saved quantized weights packed (_pack_ternary), memory returned per layer
+    release = layer_release(s)
     judging = []  # non-empty while a layer is judged: quantizer_input calls the layer, which is not the pass
 
     def judge_layer(name: str, m, g: torch.Tensor) -> None:
@@ -85,7 +92,7 @@ def ste_gradient_flow(s: Subject):
         try:
             _, pre = bl.quantizer_input(m)  # a norm inside the layer: the quantizer sees its output
             with torch.no_grad():
-                _, want = ref.ste_grads(pre(x), weights[name], gout)
+                want = ref.ste_weight_grad(pre(x), weights[name], gout)
         finally:
             judging.pop()
         errors[name] = (g - want).norm().item() / max(want.norm().item(), 1e-30)
@@ -93,6 +100,7 @@ def ste_gradient_flow(s: Subject):
     def on_forward(mod, inp, out, n):
         if judging:
             return
+        release()  # the layer's quantizer temporaries, freed: back to the system before the next layer's
         inputs[n] = inp[0].detach()
         if isinstance(out, torch.Tensor) and out.requires_grad:  # dL/d(output), before the weight's gradient
             out.register_hook(lambda g, n=n: gouts.__setitem__(n, g.detach()))
@@ -105,6 +113,7 @@ def ste_gradient_flow(s: Subject):
         for n, m in sharing[id(p)]:
             judge_layer(n, m, p.grad)
         p.grad = None
+        release()
 
     for name, m in layers:
         handles.append(m.register_forward_hook(lambda mod, inp, out, n=name: on_forward(mod, inp, out, n)))
@@ -118,9 +127,10 @@ def ste_gradient_flow(s: Subject):
     if large_on_cpu(s):
         x, y = x[:GRAD_PASS_LARGE_ROWS], y[:GRAD_PASS_LARGE_ROWS]
     try:
-        loss = lm_loss(model, x, y)
-        if loss.requires_grad:  # else no latent weight is on a differentiable path (STE missing everywhere)
-            loss.backward()
+        with (torch.autograd.graph.saved_tensors_hooks(_pack_ternary, _unpack_ternary) if large else nullcontext()):
+            loss = lm_loss(model, x, y)
+            if loss.requires_grad:  # else no latent weight is on a differentiable path (STE missing everywhere)
+                loss.backward()
     finally:
         for h in handles:
             h.remove()
@@ -143,6 +153,34 @@ def ste_gradient_flow(s: Subject):
                        "Latent weights must receive gradients through the quantizer: write it as "
                        "w + (quant(w) - w).detach() (and likewise for activations); round() alone has zero gradient.",
                        details={"grad_norm": table, "relative_error": errors}, values=values)
+
+
+# Autograd keeps every quantized layer's weight w + (q(w) - w).detach() for the backward: a float copy of the
+# model's quantized weights (283 MB of the 95M design). On a large model on a CPU such a tensor, ternary times one
+# scale up to float rounding (|w + (q - w) - q| <= 1 ulp of q), is kept as int8 codes and the scale: a quarter of
+# the bytes; each value comes back within 1e-6 of itself, far below STE_ERROR's 1e-2. Any other saved tensor
+# (activations, per-channel scales, a parameter itself) is kept as it is.
+PACK_MIN_NUMEL = 1 << 16
+
+
+def _pack_ternary(t: torch.Tensor):
+    if t.numel() < PACK_MIN_NUMEL or not t.is_floating_point() or t.is_leaf or t.dim() != 2:
+        return t
+    d = t.detach()
+    scale = d.abs().amax()
+    if not torch.isfinite(scale) or scale == 0:
+        return t
+    codes = torch.round(d / scale)
+    if float((d - codes * scale).abs().amax()) > 1e-6 * float(scale):
+        return t
+    return codes.to(torch.int8), scale, t.dtype
+
+
+def _unpack_ternary(packed):
+    if isinstance(packed, torch.Tensor):
+        return packed
+    codes, scale, dtype = packed
+    return (codes.to(dtype) * scale).to(dtype)
 
 
 def _depth_ends(table: dict[str, float]) -> tuple[float, float]:

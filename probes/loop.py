@@ -13,8 +13,9 @@ import os
 import tempfile
 
 import torch
+import torch.nn.functional as F
 
-from probes.core import PASS, SKIP, WARN, Measurement, Subject, Threshold, lm_loss, probe
+from probes.core import PASS, SKIP, WARN, Measurement, Subject, Threshold, lm_loss, logits_of, probe
 
 # The loop's logged loss over the reference loss (cross-entropy over the supervised targets of the
 # same batches, computed on the final model), averaged over the last logged steps. The logged loss is
@@ -59,8 +60,9 @@ def logged_loss(s: Subject):
     with torch.no_grad():
         for step in steps:
             x, y = (t.to(s.device) for t in batch_of(step))
-            masked.append(lm_loss(model, x, y).item())
-            every.append(lm_loss(model, x, torch.cat([x[:, 1:], y[:, -1:].clamp(min=0)], dim=1)).item())
+            logits = logits_of(model, x).float().flatten(0, 1)  # one forward for both losses
+            masked.append(F.cross_entropy(logits, y.reshape(-1), ignore_index=-1).item())
+            every.append(F.cross_entropy(logits, torch.cat([x[:, 1:], y[:, -1:].clamp(min=0)], dim=1).reshape(-1)).item())
     mine = sum(logged[step] for step in steps) / len(steps)
     ref, ref_all = sum(masked) / len(masked), sum(every) / len(every)
     ratio = mine / max(ref, 1e-9)

@@ -11,7 +11,7 @@ import torch
 
 from probes import bitlinear as bl
 from probes import reference as ref
-from probes.core import FAIL, WARN, Measurement, Subject, Threshold, latent_weight, probe, quant_layers
+from probes.core import FAIL, WARN, Measurement, Subject, Threshold, latent_weight, layer_release, probe, quant_layers
 
 # Measured (bitcheck selftest, tiny preset; docs/PROBES.md "Self-test"): the largest zero share of any
 # layer is 0.32 at init and 0.378-0.385 after 400 steps (3 seeds); a planted collapse (one outlier
@@ -87,7 +87,10 @@ def ternary_distribution(s: Subject):
     layers = quant_layers(s.model, s.layer_pattern)
     if not layers:
         return Measurement(None, [NON_TERNARY], "no quantized layers found")
-    table = {name: ternary_stats(effective_weight(m)) for name, m in layers}
+    release, table = layer_release(s), {}
+    for name, m in layers:
+        table[name] = ternary_stats(effective_weight(m))
+        release()
     per_channel = [n for n, t in table.items() if t["levels"] > 1 and t["row_levels"] == 1]
     non_ternary = [n for n, t in table.items() if t["levels"] > 1 and n not in per_channel]
     binary = [n for n, t in table.items() if t["levels"] == 1 and t["zero"] == 0 and t["n"] >= BINARY_MIN_WEIGHTS]
@@ -137,8 +140,10 @@ def quantization_applied(s: Subject):
         return Measurement(None, [REF_ERROR], "no quantized layers found")
     g = torch.Generator().manual_seed(0)
     errors, norms, deviations = {}, {}, {}
+    release = layer_release(s)
     with torch.no_grad():
         for name, m in layers:
+            release()
             what, pre = bl.quantizer_input(m)
             if what != "none":
                 norms[name] = what

@@ -104,8 +104,14 @@ def ste_grads(x: torch.Tensor, w: torch.Tensor, grad_out: torch.Tensor) -> tuple
     """Gradients of sum(grad_out * bitlinear(x, w)) under the straight-through estimator: both
     quantizers count as the identity, so dL/dx = grad_out @ Wq and dL/dW = grad_out^T @ Xq."""
     g = grad_out.detach().to(torch.float64).reshape(-1, grad_out.shape[-1])  # (N, out)
-    xq = dequant_activations(x).to(torch.float64).reshape(-1, x.shape[-1])  # (N, in)
     wq = dequant_weight(w).to(torch.float64)  # (out, in)
     gx = (g @ wq).reshape(x.shape).to(x.dtype)
-    gw = (g.T @ xq).to(w.dtype)
-    return gx, gw
+    return gx, ste_weight_grad(x, w, grad_out)
+
+
+def ste_weight_grad(x: torch.Tensor, w: torch.Tensor, grad_out: torch.Tensor) -> torch.Tensor:
+    """ste_grads' dL/dW = grad_out^T @ Xq alone, (out, in) in w's dtype: no copy of the weight is made, so a large
+    layer's check costs its activations only."""
+    g = grad_out.detach().to(torch.float64).reshape(-1, grad_out.shape[-1])  # (N, out)
+    xq = dequant_activations(x).to(torch.float64).reshape(-1, x.shape[-1])  # (N, in)
+    return (g.T @ xq).to(w.dtype)

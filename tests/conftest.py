@@ -89,4 +89,11 @@ def pytest_collection_modifyitems(items):
     # clone's make test ran the user-loop trainings last and took over 20 minutes (15.3-16.1 before); the
     # fixture's tests wait on its file lock while one worker builds it
     items.sort(key=lambda item: (item.get_closest_marker("slow") is None,
-                                 item.get_closest_marker("training") is None or item.nodeid in fixture_marked))
+                                 item.get_closest_marker("training") is None or item.nodeid in fixture_marked,
+                                 not item.nodeid.startswith(LONGEST)))
+
+
+# The longest single tests of `make test` (--durations, 2 workers): first of all, so neither worker ends the run
+# alone on one of them. Started in file order, the selftest (~180 s) began at 630 s of an 816 s run and ran alone.
+LONGEST = ("tests/test_selftest.py::test_selftest_fast_subset",
+           "tests/test_own_infrastructure.py::test_planted_bugs_in_the_users_loop")

@@ -28,3 +28,12 @@ def result(s, name):
 def part(s, name):
     """The part the decision tree names from this probe's result alone."""
     return decide([result(s, name).to_dict()], {}, [], None)["part"]
+
+
+def task_subject_of(cfg, change=None, seed: int = 0):
+    """subject()'s arithmetic subject on a model of config `cfg`, `change(model)` applied first when given."""
+    torch.manual_seed(seed)
+    task = ArithmeticTask()
+    model = BitNet(cfg)
+    model = change(model) if change else model
+    return task_subject(model, cfg, task, task_batches(task, seed, 16, 64, False), seed)

@@ -65,3 +65,28 @@ def test_overfit_is_not_run_on_a_large_model_on_the_cpu(monkeypatch):
     monkeypatch.setattr(probes.core, "LARGE_CPU_PARAMS", 1000)
     r = result(subject(), "overfit_batch")
     assert r.status == "SKIP" and "ste_gradient_flow checks the gradients" in r.message, r.message
+
+
+def test_large_model_path_packs_the_saved_weights_and_judges_alike(monkeypatch):
+    """Above LARGE_CPU_PARAMS (the 95M design's memory path: saved ternary weights kept as int8 codes, freed memory
+    returned per layer) ste_gradient_flow measures what the plain path measures, healthy and with the STE removed;
+    the packing round-trips a ternary-times-scale tensor within 1e-6 and leaves any other tensor as it is."""
+    import probes.core
+    from probes.gradients import _pack_ternary, _unpack_ternary
+    from tests.probe_helpers import task_subject_of
+    cfg = CFG.__class__(**{**CFG.__dict__, "n_embd": 256, "ffn_hidden": 512})  # 256 x 512 weights: packed
+    plain = result(task_subject_of(cfg), "ste_gradient_flow")
+    monkeypatch.setattr(probes.core, "LARGE_CPU_PARAMS", 1000)
+    large = result(task_subject_of(cfg), "ste_gradient_flow")
+    assert plain.status == large.status == "PASS"
+    assert abs(large.value["max_relative_error"] - plain.value["max_relative_error"]) < 1e-5
+    dead = result(task_subject_of(cfg, lambda m: patch_bitlinear(m, no_ste)), "ste_gradient_flow")
+    assert dead.status == "FAIL"
+    w = torch.randn(256, 512, requires_grad=True)
+    scale = w.detach().abs().mean()
+    q = w + ((w / scale).round().clamp(-1, 1) * scale - w).detach()  # what BitLinear hands F.linear
+    packed = _pack_ternary(q)
+    assert isinstance(packed, tuple) and packed[0].dtype == torch.int8
+    assert float((_unpack_ternary(packed) - q.detach()).abs().max()) <= 1e-6 * float(scale)
+    other = torch.randn(256, 512, requires_grad=True) * 2  # an activation-like tensor: kept as it is
+    assert _pack_ternary(other) is other

@@ -42,6 +42,7 @@ from bitcheck.user import hf
 from bitcheck.user.factory import UserModelError, call_factory, text_batches
 from bitcheck.user.subjects import user_subject
 from probes import TokenizerAdapter
+from probes.core import release_freed_memory
 
 NESTED_KEYS = ("model_state_dict", "state_dict", "model")  # where trainers nest the weights
 
@@ -222,6 +223,7 @@ def count_params(sd: dict[str, torch.Tensor]) -> int:
 def _diagnose_user(factory, path: Path, device: str, tokenizer: str | None, text: str | None,
                    layers: str | None, out: str | None) -> Report:
     subject, found = user_subject(call_factory(factory, str(path)), device, tokenizer, text, layers)
+    release_freed_memory()  # the factory's own torch.load copy, freed into glibc's heap: back to the system
     try:  # the checkpoint's own tensors, to check that the factory loaded them (probes/loading.py)
         subject.tensors = (hf.folder_tensors(path) if hf.is_folder(path)
                            else find_state_dict(load_file(path)[0], str(path))[0])
