@@ -19,7 +19,7 @@ import torch
 from bitcheck.bitnet.config import TrainConfig, preset_config
 from bitcheck.bitnet.model import BitNet
 from bitcheck.bitnet.train import build_optimizer
-from bitcheck.watch import watch
+from bitcheck.watch import UPDATE_SAMPLE, watch
 
 
 def run(preset: str, steps: int, every: int, watched: bool, batch: int, seq: int, vocab: int) -> tuple[float, int, int]:
@@ -41,7 +41,9 @@ def run(preset: str, steps: int, every: int, watched: bool, batch: int, seq: int
         opt.step()
         opt.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - t0)
-    held = sum(a.nbytes for a in w._codes.values()) if w is not None else 0
+    # what it holds between looks: the packed codes, and at a look the update/weight samples (UPDATE_SAMPLE a tensor)
+    held = (sum(a.nbytes for a in w._codes.values())
+            + sum(min(p.numel(), UPDATE_SAMPLE) * 4 for g in opt.param_groups for p in g["params"])) if w is not None else 0
     if w is not None:
         w.close()
     return statistics.fmean(times[10:]), held, sum(p.numel() * p.element_size() for p in model.parameters())
@@ -65,7 +67,7 @@ def main() -> None:
     b, w = statistics.median(bare), statistics.median(watched)
     print(f"{a.preset}: bare {b * 1e3:.1f} ms/step, watched {w * 1e3:.1f} ms/step (every {a.every}): ratio {w / b:.3f} "
           f"(median of {a.rounds} alternating rounds)")
-    print(f"watcher holds {held:,} bytes of codes vs {params:,} parameter bytes: {held / params:.4f} (target < 0.125)")
+    print(f"watcher holds {held:,} bytes (codes and update samples) vs {params:,} parameter bytes: {held / params:.4f} (target < 0.125)")
 
 
 if __name__ == "__main__":
