@@ -79,7 +79,9 @@ def test_large_model_path_packs_the_saved_weights_and_judges_alike(monkeypatch):
     monkeypatch.setattr(probes.core, "LARGE_CPU_PARAMS", 1000)
     large = result(task_subject_of(cfg), "ste_gradient_flow")
     assert plain.status == large.status == "PASS"
-    assert abs(large.value["max_relative_error"] - plain.value["max_relative_error"]) < 1e-5
+    # one row instead of the batch, and float sums that vary with the thread count: 1.8e-7 (plain) and 2.0e-5 (large)
+    # on one CI worker; healthy models measure 1e-5..6e-5, the bar is 1e-3 (STE_ERROR)
+    assert max(large.value["max_relative_error"], plain.value["max_relative_error"]) < 1e-4
     dead = result(task_subject_of(cfg, lambda m: patch_bitlinear(m, no_ste)), "ste_gradient_flow")
     assert dead.status == "FAIL"
     w = torch.randn(256, 512, requires_grad=True)
