@@ -18,6 +18,8 @@ from probes.curve import find_spikes
 from synthetic.curves import generate, spec_for
 
 runner = CliRunner()
+# The tests that run the whole command (check_curve: read, fit with its bootstrap, judge, write the report and its
+# plots; 4-10 s each) are `training` tests by the marker's definition: `make test` runs them, `make test-fast` not.
 
 
 def _judge(tmp_path, run, **opts):
@@ -66,6 +68,7 @@ def test_line_shapes():
     assert parse_line("weight norm 3.2 step 4 loss 2") == (4, {"loss": 2.0})  # a weight norm is no grad norm
 
 
+@pytest.mark.training  # runs `bitcheck curve` end to end (fit, judge, report with plots)
 @pytest.mark.parametrize("shape", ["llmc", "nanogpt", "pipes"])
 def test_text_logs_read_as_committed(tmp_path, shape):
     """llm.c's main.log, nanoGPT's stdout and a pipe-separated log give the rows of the run that printed them,
@@ -85,6 +88,7 @@ def test_text_logs_read_as_committed(tmp_path, shape):
     assert "text log:" in report["metrics"]["log"]
 
 
+@pytest.mark.training  # runs `bitcheck curve` end to end (fit, judge, report with plots)
 def test_lr_printed_with_six_decimals_decays_to_zero(tmp_path):
     """A linear decay to 0 printed with 6 decimals reads 0.000001 and 0.000000 at the end: within the printed
     step of the intended LR, not a schedule deviation."""
@@ -155,6 +159,7 @@ def test_deepspeed_scheduler_params(tmp_path):
     assert (spec.lr, spec.warmup, spec.steps, spec.schedule) == (1.5e-3, 500, 20_000, "linear")
 
 
+@pytest.mark.training  # runs `bitcheck curve` end to end (fit, judge, report with plots)
 def test_noise_is_not_a_finding(tmp_path):
     """One batch's loss up and back at the next step, one grad norm up and back, a loss near 1e-4 that doubles:
     no spike, no explosion, no advice to lower the LR."""
@@ -177,6 +182,7 @@ def test_noise_is_not_a_finding(tmp_path):
     assert probes["loss_spikes"]["status"] == "WARN"
 
 
+@pytest.mark.training  # runs `bitcheck curve` end to end (fit, judge, report with plots)
 @pytest.mark.parametrize("seed", range(3))
 def test_loss_at_the_uniform_baseline_is_the_infrastructure(tmp_path, seed):
     """A log whose loss never leaves ln V (a ternary model stuck at a trivial loss): INFRASTRUCTURE BUG, never
@@ -212,6 +218,7 @@ def _with_validation(rows, seed, turn=None, rise=0.3, every=10, noise=0.02):
     return out
 
 
+@pytest.mark.training  # runs `bitcheck curve` end to end (fit, judge, report with plots)
 @pytest.mark.parametrize("seed", range(3))
 def test_overfitting_is_a_verdict_of_its_own(tmp_path, seed):
     """Validation loss turning up by 0.3 from 40% of the run while the training loss falls: OVERFITTING with the
@@ -229,6 +236,7 @@ def test_overfitting_is_a_verdict_of_its_own(tmp_path, seed):
     assert probes["overfitting"]["status"] == "PASS" and report["verdict"]["category"] != "OVERFITTING"
 
 
+@pytest.mark.training  # runs `bitcheck curve` end to end (fit, judge, report with plots)
 def test_report_folder_is_named_after_the_run(tmp_path):
     rows = generate(spec_for("saturated", seed=0))
     folder = tmp_path / "my-run-7"
@@ -250,6 +258,7 @@ def _cosine_to(end, seed=0):
     return spec, [{"step": r["step"], "loss": r["loss"], "learning_rate": lr(r["step"])} for r in generate(spec)]
 
 
+@pytest.mark.training  # runs `bitcheck curve` end to end (fit, judge, report with plots)
 @pytest.mark.parametrize("seed", range(3))
 @pytest.mark.parametrize("end", [0.0, 0.1])
 def test_cosine_to_zero_or_a_tenth_is_no_deviation(tmp_path, seed, end):
@@ -273,6 +282,7 @@ def test_cosine_to_zero_or_a_tenth_is_no_deviation(tmp_path, seed, end):
     assert report["metrics"]["spec"]["origin"]["final_lr_ratio"] == "--min-lr / lr"
 
 
+@pytest.mark.training  # runs `bitcheck curve` end to end (fit, judge, report with plots)
 def test_decay_never_applied_is_far_from_either_cosine_end(tmp_path):
     spec, rows = _cosine_to(0.0)
     rows = [dict(r, learning_rate=min(spec.lr, spec.lr * r["step"] / spec.warmup)) for r in rows]
@@ -285,6 +295,7 @@ def test_decay_never_applied_is_far_from_either_cosine_end(tmp_path):
     assert (report["verdict"]["category"], report["verdict"]["part"]) == ("INFRASTRUCTURE BUG", "optimizer")
 
 
+@pytest.mark.training  # runs `bitcheck curve` end to end (fit, judge, report with plots)
 def test_html_verdict_in_short_lines_and_only_what_was_logged(tmp_path):
     """The page shows the verdict a sentence per line, the loss plot draws the validation loss it fitted (labelled
     as such, not as training loss), and the schedule plot has no weight-decay line for a log without one."""
@@ -308,6 +319,7 @@ def test_html_verdict_in_short_lines_and_only_what_was_logged(tmp_path):
     assert sentences("A (b. C) d. E f: G h.") == ["A (b. C) d.", "E f:", "G h."]
 
 
+@pytest.mark.training  # runs `bitcheck curve` end to end (fit, judge, report with plots)
 def test_one_cycle_lr_as_torch_steps_it(tmp_path):
     """torch's OneCycleLR (stepped by torch itself, the LR of each update logged) named by a config's scheduler
     section is compared exactly: PASS; the same log judged against a cosine is not the intended schedule."""
@@ -348,6 +360,7 @@ done
 """
 
 
+@pytest.mark.training  # runs `bitcheck curve` end to end (fit, judge, report with plots)
 def test_llmc_flags_from_its_script_or_the_logged_command(tmp_path):
     """llm.c's settings live in its launch script's flags: given as --config, or printed at the top of a saved stdout
     (`set -x`), they give the schedule (cosine to -q 0.0 of -l after -u), the tokens per step (-d) and the model (-e
