@@ -425,6 +425,7 @@ def _glibc(name: str):
 
 _TRIM = _glibc("malloc_trim")
 
+
 def release_freed_memory() -> None:
     """Give the memory freed since the last call back to the system (glibc's malloc_trim; a no-op elsewhere).
     glibc keeps freed weight-sized blocks (below its mmap threshold, which grows to 32 MiB) in its heap, so each

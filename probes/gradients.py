@@ -23,10 +23,10 @@ from probes.core import (
     first_batch,
     large_on_cpu,
     latent_weight,
-    layer_release,
     lm_loss,
     probe,
     quant_layers,
+    release_freed_memory,
 )
 
 # Relative error of each latent weight's gradient against the STE reference. Measured (selftest):
@@ -76,8 +76,8 @@ def ste_gradient_flow(s: Subject):
     # On a large model on a CPU, the memory each layer's forward and check free goes back to the system at once:
     # glibc otherwise keeps the weight-sized temporaries in its heap between the saved tensors, and the 95M
     # design's pass peaked at +0.8 GB over the model instead of +0.5 (benchmarks/diagnose_95m.py, docs/COMMANDS.md)
-    large = large_on_cpu(s)  # the saved quantized weights packed (_pack_ternary), memory returned per layer
-    release = layer_release(s)
+    large = large_on_cpu(s)  # one row, the saved quantized weights packed (_pack_ternary), memory returned per layer
+    release = release_freed_memory if large else (lambda: None)
     judging = []  # non-empty while a layer is judged: quantizer_input calls the layer, which is not the pass
 
     def judge_layer(name: str, m, g: torch.Tensor) -> None:
@@ -124,7 +124,7 @@ def ste_gradient_flow(s: Subject):
     model.train()
     model.zero_grad(set_to_none=True)
     x, y = first_batch(s)
-    if large_on_cpu(s):
+    if large:
         x, y = x[:GRAD_PASS_LARGE_ROWS], y[:GRAD_PASS_LARGE_ROWS]
     try:
         with (torch.autograd.graph.saved_tensors_hooks(_pack_ternary, _unpack_ternary) if large else nullcontext()):
